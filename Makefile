@@ -1,0 +1,37 @@
+# make help: the short list. The venv lives in .venv/ and is (re)built when pyproject.toml changes.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+# On the project's machines the datasets sit beside the checkout; elsewhere the loader
+# searches its cache and downloads.
+export MNIST_BENCH_DATA_DIR ?= $(abspath $(wildcard ../shared/data))
+
+.PHONY: help install demo test test-fast lint report ui speed
+help:            ## show this list
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev,joblib,slurm]'
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the project with its test tools
+
+demo: $(STAMP)   ## the main job: the fair comparison sweep, tracked in MLflow
+	$(VENV)/bin/mnist-bench -m +experiment=compare
+
+test: $(STAMP)   ## the whole test suite, slow tests on full MNIST included
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP) ## the fast tier only (no full-MNIST training)
+	$(PY) -m pytest -q -m "not slow"
+
+lint: $(STAMP)   ## ruff lint and format check
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+report: $(STAMP) ## write results/<name>/report.html for the latest sweep
+	$(VENV)/bin/mnist-bench-report
+
+ui: $(STAMP)     ## MLflow UI on http://127.0.0.1:5000 over the local store
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///results/mlflow.db --host 127.0.0.1 --port 5000

@@ -1,0 +1,46 @@
+"""Shared fixtures: the real datasets beside the checkout, an isolated cache, a real MLflow store."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _data_root() -> Path | None:
+    env = os.environ.get("MNIST_BENCH_DATA_DIR")
+    for candidate in (Path(env) if env else None, ROOT.parent / "shared" / "data"):
+        if candidate and (candidate / "mnist").is_dir():
+            return candidate
+    return None
+
+
+DATA_ROOT = _data_root()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_env(tmp_path_factory):
+    """Tests never touch the user's cache, and always find the shared datasets."""
+    cache = tmp_path_factory.mktemp("cache")
+    os.environ["MNIST_BENCH_CACHE_DIR"] = str(cache)
+    if DATA_ROOT is not None:
+        os.environ["MNIST_BENCH_DATA_DIR"] = str(DATA_ROOT)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    yield
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    if DATA_ROOT is None:
+        pytest.fail("the datasets are missing: set MNIST_BENCH_DATA_DIR (see README)")
+    return DATA_ROOT
+
+
+@pytest.fixture(scope="session")
+def mnist(data_root):
+    from bench.data import load
+
+    return load("mnist")
