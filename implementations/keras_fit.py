@@ -1,0 +1,89 @@
+"""The MLP in Keras: a Sequential of Dense layers, compile, and fit one epoch at a time.
+
+Written the way Keras' guides write it; the harness drives the epochs and hands the
+batches in order. Keras cannot give the output layer its own learning
+rate through `fit`, so such a spec is refused at construction.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from implementations.base import EVAL_BATCH_SIZE
+from implementations.spec import ModelSpec, OptimizerSpec, SpecError, check_batch_size
+from implementations.tf_common import framework_weights, keras_optimizer, per_sample_loss
+
+
+def batches(x, y, batch_size) -> tf.data.Dataset:
+    """In-order batches. A dataset, not arrays: fit's array adapter would cast float64 to
+    float32, and this is the same input pipeline as tf_tape's."""
+    return tf.data.Dataset.from_tensor_slices((x, y.astype(np.int32))).batch(batch_size)
+
+
+class SampleLoss(keras.losses.Loss):
+    """The shared per-sample loss, reduced over the batch as the spec says."""
+
+    def __init__(self, model: ModelSpec, reduction: str):
+        super().__init__(name="sample_loss", reduction=reduction, dtype=model.dtype)
+        self.fn = per_sample_loss(model)
+
+    def call(self, y_true, y_pred):
+        return self.fn(y_true, y_pred)
+
+
+class KerasMLP:
+    def __init__(self, model: ModelSpec, optimizer: OptimizerSpec, batch_size: int,
+                 weights: list[np.ndarray] | None, seed: int):
+        if optimizer.output_lr is not None:
+            raise SpecError("implementation=keras cannot use optimizer.output_lr "
+                            "(fit has one learning rate); use numpy or tf_tape")
+        self.batch_size = check_batch_size(batch_size)
+        dtype = model.dtype
+        self.model = keras.Sequential(
+            [keras.Input((model.sizes[0],), dtype=dtype)]
+            + [keras.layers.Dense(h, activation=model.activation, dtype=dtype)
+               for h in model.hidden]
+            + [keras.layers.Dense(model.sizes[-1], dtype=dtype)]  # logits
+        )
+        self.model.set_weights(weights or framework_weights(model, seed))
+        reduction = "sum" if model.reduction == "sum" else "sum_over_batch_size"
+        metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+        # with a summed objective, fit's "loss" is a mean of batch sums: track the sample mean
+        self.loss_key = "loss" if model.reduction == "mean" else "mean_sample_loss"
+        if model.reduction == "sum":
+            metrics.append(keras.metrics.MeanMetricWrapper(
+                per_sample_loss(model), name="mean_sample_loss", dtype=dtype))
+        self.model.compile(optimizer=keras_optimizer(optimizer, dtype),
+                           loss=SampleLoss(model, reduction), metrics=metrics)
+
+    def train_epoch(self, x, y):
+        history = self.model.fit(batches(x, y, self.batch_size), epochs=1, shuffle=False,
+                                 verbose=0)
+        return history.history[self.loss_key][-1], history.history["accuracy"][-1]
+
+    def evaluate(self, x, y):
+        result = self.model.evaluate(batches(x, y, EVAL_BATCH_SIZE), verbose=0,
+                                     return_dict=True)
+        return result[self.loss_key], result["accuracy"]
+
+    def predict(self, x):
+        return self.model.predict(x, batch_size=EVAL_BATCH_SIZE, verbose=0)
+
+    def gradients(self, x, y):
+        with tf.GradientTape() as tape:
+            z = self.model(x, training=True)
+            objective = self.model.loss(y, z)
+        return [g.numpy() for g in tape.gradient(objective, self.model.trainable_variables)]
+
+    def get_weights(self):
+        return self.model.get_weights()
+
+    def set_weights(self, weights):
+        self.model.set_weights(weights)
+
+
+def build(model: ModelSpec, optimizer: OptimizerSpec, batch_size: int,
+          weights: list[np.ndarray] | None = None, seed: int = 0) -> KerasMLP:
+    return KerasMLP(model, optimizer, batch_size, weights, seed)

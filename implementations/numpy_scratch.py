@@ -1,0 +1,198 @@
+"""The MLP from scratch in NumPy: forward, backward and optimizers written by hand.
+
+Notation: B batch size, x (B, in) a layer's input, W (in, out), b (out,), z = x @ W + b the
+pre-activation, a = f(z) the activation. Layers come from `sizes = [784, *hidden, 10]`.
+The network outputs logits; the loss applies the output activation (softmax or sigmoid).
+Every operation works on the whole batch: there is no Python loop over samples.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from bench.data import one_hot
+from implementations.base import EVAL_BATCH_SIZE
+from implementations.spec import ModelSpec, OptimizerSpec, check_batch_size, init_weights
+
+# --- activations: f(z), and f'(z) written in terms of a = f(z) (what the forward pass kept)
+
+
+def sigmoid(z):
+    return 0.5 * (1.0 + np.tanh(0.5 * z))  # = 1 / (1 + e^-z), without overflow for large |z|
+
+
+ACTIVATIONS = {
+    "sigmoid": (sigmoid, lambda a: a * (1 - a)),
+    "tanh": (np.tanh, lambda a: 1 - a * a),
+    "relu": (lambda z: np.maximum(z, 0), lambda a: a > 0),
+    "linear": (lambda z: z, lambda a: 1),
+}
+
+# --- losses from logits: per-sample loss (B,) and its gradient dL_i/dz (B, 10)
+
+
+def softmax_cross_entropy(z, y):
+    shifted = z - z.max(axis=1, keepdims=True)  # (B, 10) stable: exp never overflows
+    logsumexp = np.log(np.exp(shifted).sum(axis=1, keepdims=True))  # (B, 1)
+    rows = np.arange(len(y))
+    losses = logsumexp[:, 0] - shifted[rows, y]  # (B,)  -log softmax(z)[y]
+    dz = np.exp(shifted - logsumexp)  # (B, 10)  softmax(z)
+    dz[rows, y] -= 1  # softmax - onehot
+    return losses, dz
+
+
+def mean_squared_error(z, y, output):
+    f, df = ACTIVATIONS[output]
+    a = f(z)  # (B, 10)
+    diff = a - one_hot(y, a.shape[1], a.dtype)  # (B, 10)
+    losses = (diff * diff).mean(axis=1)  # (B,)  Keras' mse: mean over classes
+    dz = (2 / a.shape[1]) * diff * df(a)  # (B, 10)
+    return losses, dz
+
+
+# --- optimizers: Keras' update rules, so lockstep runs agree step for step
+
+
+class SGD:
+    def __init__(self, spec: OptimizerSpec, params, lrs):
+        self.spec, self.lrs = spec, lrs
+
+    def step(self, params, grads):
+        for p, g, lr in zip(params, grads, self.lrs):
+            p -= lr * g
+
+
+class Momentum(SGD):
+    def __init__(self, spec, params, lrs):
+        super().__init__(spec, params, lrs)
+        self.velocity = [np.zeros_like(p) for p in params]
+
+    def step(self, params, grads):
+        for p, g, v, lr in zip(params, grads, self.velocity, self.lrs):
+            v *= self.spec.momentum
+            v -= lr * g  # v = momentum * v - lr * g
+            p += v
+
+
+class RMSprop(SGD):
+    def __init__(self, spec, params, lrs):
+        super().__init__(spec, params, lrs)
+        self.mean_square = [np.zeros_like(p) for p in params]
+
+    def step(self, params, grads):
+        rho, eps = self.spec.rho, self.spec.epsilon
+        for p, g, s, lr in zip(params, grads, self.mean_square, self.lrs):
+            s *= rho
+            s += (1 - rho) * (g * g)  # s = rho * s + (1 - rho) * g^2
+            p -= lr * g / np.sqrt(s + eps)
+
+
+class Adam(SGD):
+    def __init__(self, spec, params, lrs):
+        super().__init__(spec, params, lrs)
+        self.m = [np.zeros_like(p) for p in params]
+        self.v = [np.zeros_like(p) for p in params]
+        self.t = 0
+
+    def step(self, params, grads):
+        b1, b2, eps = self.spec.beta1, self.spec.beta2, self.spec.epsilon
+        self.t += 1
+        for p, g, m, v, lr in zip(params, grads, self.m, self.v, self.lrs):
+            m += (1 - b1) * (g - m)
+            v += (1 - b2) * (g * g - v)
+            alpha = lr * math.sqrt(1 - b2**self.t) / (1 - b1**self.t)  # a Python float keeps p's dtype
+            p -= alpha * m / (np.sqrt(v) + eps)
+
+
+OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "rmsprop": RMSprop, "adam": Adam}
+
+
+class ScratchMLP:
+    """params = [W1, b1, W2, b2, ...]; the last pair is the output layer (logits)."""
+
+    def __init__(self, model: ModelSpec, optimizer: OptimizerSpec, batch_size: int,
+                 weights: list[np.ndarray] | None, seed: int):
+        self.model = model
+        self.batch_size = check_batch_size(batch_size)
+        self.dtype = np.dtype(model.dtype)
+        self.f, self.df = ACTIVATIONS[model.activation]
+        self.params = [np.array(w, dtype=self.dtype) for w in (weights or init_weights(model, seed))]
+        n_layers = len(self.params) // 2
+        lrs = [lr for lr in optimizer.layer_lrs(n_layers) for _ in range(2)]  # W and b
+        self.optimizer = OPTIMIZERS[optimizer.name](optimizer, self.params, lrs)
+
+    @property
+    def layers(self):
+        return list(zip(self.params[0::2], self.params[1::2]))
+
+    def forward(self, x):
+        """Logits (B, 10) and every layer's input, which the backward pass needs."""
+        inputs = [x]
+        for W, b in self.layers[:-1]:
+            inputs.append(self.f(inputs[-1] @ W + b))  # (B, out)
+        W, b = self.layers[-1]
+        return inputs[-1] @ W + b, inputs
+
+    def loss(self, z, y):
+        if self.model.loss == "cross_entropy":
+            return softmax_cross_entropy(z, y)
+        return mean_squared_error(z, y, self.model.output)
+
+    def backward(self, inputs, dz):
+        """Gradients [dW1, db1, ...] from dz = d(objective)/d(logits)."""
+        grads = []
+        for i in reversed(range(len(inputs))):
+            W, _ = self.layers[i]
+            x = inputs[i]  # (B, in)
+            grads += [x.T @ dz, dz.sum(axis=0)]  # dW (in, out), db (out,)
+            if i > 0:
+                dz = (dz @ W.T) * self.df(x)  # (B, in)  back through the previous activation
+        return [g for pair in zip(grads[-2::-2], grads[-1::-2]) for g in pair]  # dW1, db1, ...
+
+    def objective_gradients(self, x, y):
+        """Per-sample losses, logits and the gradients of the batch's training objective."""
+        z, inputs = self.forward(x)
+        losses, dz = self.loss(z, y)
+        if self.model.reduction == "mean":
+            dz /= len(y)
+        return losses, z, self.backward(inputs, dz)
+
+    def train_epoch(self, x, y):
+        total_loss, correct = 0.0, 0
+        for start in range(0, len(x), self.batch_size):
+            xb, yb = x[start : start + self.batch_size], y[start : start + self.batch_size]
+            losses, z, grads = self.objective_gradients(xb, yb)
+            self.optimizer.step(self.params, grads)
+            total_loss += float(losses.sum())
+            correct += int((z.argmax(axis=1) == yb).sum())
+        return total_loss / len(x), correct / len(x)
+
+    def evaluate(self, x, y):
+        total_loss, correct = 0.0, 0
+        for start in range(0, len(x), EVAL_BATCH_SIZE):
+            xb, yb = x[start : start + EVAL_BATCH_SIZE], y[start : start + EVAL_BATCH_SIZE]
+            z, _ = self.forward(xb)
+            total_loss += float(self.loss(z, yb)[0].sum())
+            correct += int((z.argmax(axis=1) == yb).sum())
+        return total_loss / len(x), correct / len(x)
+
+    def predict(self, x):
+        return np.concatenate([self.forward(x[i : i + EVAL_BATCH_SIZE])[0]
+                               for i in range(0, len(x), EVAL_BATCH_SIZE)])
+
+    def gradients(self, x, y):
+        return self.objective_gradients(x, y)[2]
+
+    def get_weights(self):
+        return [p.copy() for p in self.params]
+
+    def set_weights(self, weights):
+        for p, w in zip(self.params, weights, strict=True):
+            p[...] = w
+
+
+def build(model: ModelSpec, optimizer: OptimizerSpec, batch_size: int,
+          weights: list[np.ndarray] | None = None, seed: int = 0) -> ScratchMLP:
+    return ScratchMLP(model, optimizer, batch_size, weights, seed)

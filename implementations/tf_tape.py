@@ -1,0 +1,107 @@
+"""The MLP in low-level TensorFlow 2: tf.Variable weights, a GradientTape step, tf.data input.
+
+The step is compiled with tf.function (one trace for every batch size); `eager=True` runs
+it uncompiled, as the classic tutorial does. Loss and correct counts are summed on the
+device and read once per epoch, so no step waits for the host.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from implementations.base import EVAL_BATCH_SIZE
+from implementations.spec import ModelSpec, OptimizerSpec, check_batch_size
+from implementations.tf_common import framework_weights, keras_optimizer, per_sample_loss
+
+ACTIVATIONS = {"relu": tf.nn.relu, "sigmoid": tf.sigmoid, "tanh": tf.tanh}
+
+
+class TapeMLP(tf.Module):
+    def __init__(self, model: ModelSpec, optimizer: OptimizerSpec, batch_size: int,
+                 weights: list[np.ndarray] | None, seed: int, eager: bool = False):
+        super().__init__(name="tape_mlp")
+        self.batch_size = check_batch_size(batch_size)
+        self.dtype = tf.as_dtype(model.dtype)
+        self.reduction = model.reduction
+        self.f = ACTIVATIONS[model.activation]
+        self.loss_fn = per_sample_loss(model)
+        weights = weights or framework_weights(model, seed)
+        self.params = [tf.Variable(np.asarray(w, dtype=model.dtype)) for w in weights]
+        n_layers = len(self.params) // 2
+        lrs = [lr for lr in optimizer.layer_lrs(n_layers) for _ in range(2)]
+        # plain and momentum SGD scale linearly with the gradient: a per-layer rate is exact
+        self.grad_scales = [lr / optimizer.lr for lr in lrs]
+        self.optimizer = keras_optimizer(optimizer, model.dtype)
+        signature = [tf.TensorSpec([None, model.sizes[0]], self.dtype),
+                     tf.TensorSpec([None], tf.int32)]
+        self.step = self._step if eager else tf.function(self._step, input_signature=signature)
+        self.grad_step = tf.function(self._gradients, input_signature=signature)
+        self.eval_step = tf.function(self._eval, input_signature=signature)
+
+    def logits(self, x):
+        for W, b in zip(self.params[0:-2:2], self.params[1:-2:2]):
+            x = self.f(x @ W + b)  # (B, out)
+        return x @ self.params[-2] + self.params[-1]  # (B, 10)
+
+    def _objective(self, x, y):
+        z = self.logits(x)
+        losses = self.loss_fn(y, z)  # (B,)
+        objective = tf.reduce_sum(losses) if self.reduction == "sum" else tf.reduce_mean(losses)
+        return objective, losses, z
+
+    def _gradients(self, x, y):
+        with tf.GradientTape() as tape:
+            objective, losses, z = self._objective(x, y)
+        grads = tape.gradient(objective, self.params)
+        return [g * s if s != 1 else g for g, s in zip(grads, self.grad_scales)], losses, z
+
+    def _step(self, x, y):
+        grads, losses, z = self._gradients(x, y)
+        self.optimizer.apply_gradients(zip(grads, self.params))
+        return self._sums(losses, z, y)
+
+    def _eval(self, x, y):
+        z = self.logits(x)
+        return self._sums(self.loss_fn(y, z), z, y)
+
+    @staticmethod
+    def _sums(losses, z, y):
+        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(z, axis=1, output_type=tf.int32), y),
+                                        tf.int32))
+        return tf.reduce_sum(losses), correct
+
+    def _run(self, fn, x, y, batch_size):
+        data = tf.data.Dataset.from_tensor_slices((x, y.astype(np.int32))).batch(batch_size)
+        total_loss = tf.zeros((), self.dtype)
+        correct = tf.zeros((), tf.int32)
+        for xb, yb in data:
+            loss, hits = fn(xb, yb)
+            total_loss += loss
+            correct += hits
+        return float(total_loss) / len(x), int(correct) / len(x)  # the epoch's one host sync
+
+    def train_epoch(self, x, y):
+        return self._run(self.step, x, y, self.batch_size)
+
+    def evaluate(self, x, y):
+        return self._run(self.eval_step, x, y, EVAL_BATCH_SIZE)
+
+    def predict(self, x):
+        return np.concatenate([self.logits(tf.constant(x[i : i + EVAL_BATCH_SIZE])).numpy()
+                               for i in range(0, len(x), EVAL_BATCH_SIZE)])
+
+    def gradients(self, x, y):
+        return [g.numpy() for g in self.grad_step(tf.constant(x), tf.constant(y, tf.int32))[0]]
+
+    def get_weights(self):
+        return [p.numpy() for p in self.params]
+
+    def set_weights(self, weights):
+        for p, w in zip(self.params, weights, strict=True):
+            p.assign(w)
+
+
+def build(model: ModelSpec, optimizer: OptimizerSpec, batch_size: int,
+          weights: list[np.ndarray] | None = None, seed: int = 0, eager: bool = False) -> TapeMLP:
+    return TapeMLP(model, optimizer, batch_size, weights, seed, eager)
