@@ -34,17 +34,27 @@ class SampleLoss(keras.losses.Loss):
 
 
 class KerasMLP:
-    def __init__(self, model: ModelSpec, optimizer: OptimizerSpec, batch_size: int,
-                 weights: list[np.ndarray] | None, seed: int):
+    def __init__(
+        self,
+        model: ModelSpec,
+        optimizer: OptimizerSpec,
+        batch_size: int,
+        weights: list[np.ndarray] | None,
+        seed: int,
+    ):
         if optimizer.output_lr is not None:
-            raise SpecError("implementation=keras cannot use optimizer.output_lr "
-                            "(fit has one learning rate); use numpy or tf_tape")
+            raise SpecError(
+                "implementation=keras cannot use optimizer.output_lr "
+                "(fit has one learning rate); use numpy or tf_tape"
+            )
         self.batch_size = check_batch_size(batch_size)
         dtype = model.dtype
         self.model = keras.Sequential(
             [keras.Input((model.sizes[0],), dtype=dtype)]
-            + [keras.layers.Dense(h, activation=model.activation, dtype=dtype)
-               for h in model.hidden]
+            + [
+                keras.layers.Dense(h, activation=model.activation, dtype=dtype)
+                for h in model.hidden
+            ]
             + [keras.layers.Dense(model.sizes[-1], dtype=dtype)]  # logits
         )
         self.model.set_weights(weights or framework_weights(model, seed))
@@ -53,19 +63,23 @@ class KerasMLP:
         # with a summed objective, fit's "loss" is a mean of batch sums: track the sample mean
         self.loss_key = "loss" if model.reduction == "mean" else "mean_sample_loss"
         if model.reduction == "sum":
-            metrics.append(keras.metrics.MeanMetricWrapper(
-                per_sample_loss(model), name="mean_sample_loss", dtype=dtype))
-        self.model.compile(optimizer=keras_optimizer(optimizer, dtype),
-                           loss=SampleLoss(model, reduction), metrics=metrics)
+            metrics.append(
+                keras.metrics.MeanMetricWrapper(
+                    per_sample_loss(model), name="mean_sample_loss", dtype=dtype
+                )
+            )
+        self.model.compile(
+            optimizer=keras_optimizer(optimizer, dtype),
+            loss=SampleLoss(model, reduction),
+            metrics=metrics,
+        )
 
     def train_epoch(self, x, y):
-        history = self.model.fit(batches(x, y, self.batch_size), epochs=1, shuffle=False,
-                                 verbose=0)
+        history = self.model.fit(batches(x, y, self.batch_size), epochs=1, shuffle=False, verbose=0)
         return history.history[self.loss_key][-1], history.history["accuracy"][-1]
 
     def evaluate(self, x, y):
-        result = self.model.evaluate(batches(x, y, EVAL_BATCH_SIZE), verbose=0,
-                                     return_dict=True)
+        result = self.model.evaluate(batches(x, y, EVAL_BATCH_SIZE), verbose=0, return_dict=True)
         return result[self.loss_key], result["accuracy"]
 
     def predict(self, x):
@@ -84,6 +98,11 @@ class KerasMLP:
         self.model.set_weights(weights)
 
 
-def build(model: ModelSpec, optimizer: OptimizerSpec, batch_size: int,
-          weights: list[np.ndarray] | None = None, seed: int = 0) -> KerasMLP:
+def build(
+    model: ModelSpec,
+    optimizer: OptimizerSpec,
+    batch_size: int,
+    weights: list[np.ndarray] | None = None,
+    seed: int = 0,
+) -> KerasMLP:
     return KerasMLP(model, optimizer, batch_size, weights, seed)

@@ -102,7 +102,9 @@ class Adam(SGD):
         for p, g, m, v, lr in zip(params, grads, self.m, self.v, self.lrs):
             m += (1 - b1) * (g - m)
             v += (1 - b2) * (g * g - v)
-            alpha = lr * math.sqrt(1 - b2**self.t) / (1 - b1**self.t)  # a Python float keeps p's dtype
+            alpha = (
+                lr * math.sqrt(1 - b2**self.t) / (1 - b1**self.t)
+            )  # a Python float keeps p's dtype
             p -= alpha * m / (np.sqrt(v) + eps)
 
 
@@ -112,13 +114,21 @@ OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "rmsprop": RMSprop, "adam": Adam
 class ScratchMLP:
     """params = [W1, b1, W2, b2, ...]; the last pair is the output layer (logits)."""
 
-    def __init__(self, model: ModelSpec, optimizer: OptimizerSpec, batch_size: int,
-                 weights: list[np.ndarray] | None, seed: int):
+    def __init__(
+        self,
+        model: ModelSpec,
+        optimizer: OptimizerSpec,
+        batch_size: int,
+        weights: list[np.ndarray] | None,
+        seed: int,
+    ):
         self.model = model
         self.batch_size = check_batch_size(batch_size)
         self.dtype = np.dtype(model.dtype)
         self.f, self.df = ACTIVATIONS[model.activation]
-        self.params = [np.array(w, dtype=self.dtype) for w in (weights or init_weights(model, seed))]
+        self.params = [
+            np.array(w, dtype=self.dtype) for w in (weights or init_weights(model, seed))
+        ]
         n_layers = len(self.params) // 2
         lrs = [lr for lr in optimizer.layer_lrs(n_layers) for _ in range(2)]  # W and b
         self.optimizer = OPTIMIZERS[optimizer.name](optimizer, self.params, lrs)
@@ -179,8 +189,9 @@ class ScratchMLP:
         return total_loss / len(x), correct / len(x)
 
     def predict(self, x):
-        return np.concatenate([self.forward(x[i : i + EVAL_BATCH_SIZE])[0]
-                               for i in range(0, len(x), EVAL_BATCH_SIZE)])
+        return np.concatenate(
+            [self.forward(x[i : i + EVAL_BATCH_SIZE])[0] for i in range(0, len(x), EVAL_BATCH_SIZE)]
+        )
 
     def gradients(self, x, y):
         return self.objective_gradients(x, y)[2]
@@ -193,6 +204,11 @@ class ScratchMLP:
             p[...] = w
 
 
-def build(model: ModelSpec, optimizer: OptimizerSpec, batch_size: int,
-          weights: list[np.ndarray] | None = None, seed: int = 0) -> ScratchMLP:
+def build(
+    model: ModelSpec,
+    optimizer: OptimizerSpec,
+    batch_size: int,
+    weights: list[np.ndarray] | None = None,
+    seed: int = 0,
+) -> ScratchMLP:
     return ScratchMLP(model, optimizer, batch_size, weights, seed)

@@ -21,15 +21,18 @@ KERAS_INITIALIZERS = {
 def per_sample_loss(model: ModelSpec):
     """loss(y, z) -> (B,): softmax cross-entropy, or Keras' mse of the output activation."""
     if model.loss == "cross_entropy":
+
         def loss(y, z):
             labels = tf.cast(tf.reshape(y, [-1]), tf.int32)
             return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=z)
+
         return loss
     output = tf.sigmoid if model.output == "sigmoid" else tf.identity
 
     def loss(y, z):
         target = tf.one_hot(tf.cast(tf.reshape(y, [-1]), tf.int32), CLASSES, dtype=z.dtype)
         return tf.reduce_mean(tf.square(output(z) - target), axis=1)
+
     return loss
 
 
@@ -41,8 +44,10 @@ def framework_weights(model: ModelSpec, seed: int) -> list[np.ndarray]:
             init = keras.initializers.RandomNormal(stddev=model.init_std, seed=seed + i)
         else:
             init = KERAS_INITIALIZERS[model.init](seed=seed + i)
-        weights += [np.asarray(init((fan_in, fan_out), dtype=model.dtype)),
-                    np.zeros(fan_out, dtype=model.dtype)]
+        weights += [
+            np.asarray(init((fan_in, fan_out), dtype=model.dtype)),
+            np.zeros(fan_out, dtype=model.dtype),
+        ]
     return weights
 
 
@@ -53,5 +58,6 @@ def keras_optimizer(spec, dtype: str):
         return keras.optimizers.SGD(learning_rate=spec.lr, momentum=momentum)
     if spec.name == "rmsprop":
         return keras.optimizers.RMSprop(learning_rate=spec.lr, rho=spec.rho, epsilon=spec.epsilon)
-    return keras.optimizers.Adam(learning_rate=spec.lr, beta_1=spec.beta1, beta_2=spec.beta2,
-                                 epsilon=spec.epsilon)
+    return keras.optimizers.Adam(
+        learning_rate=spec.lr, beta_1=spec.beta1, beta_2=spec.beta2, epsilon=spec.epsilon
+    )

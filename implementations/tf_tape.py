@@ -18,8 +18,15 @@ ACTIVATIONS = {"relu": tf.nn.relu, "sigmoid": tf.sigmoid, "tanh": tf.tanh}
 
 
 class TapeMLP(tf.Module):
-    def __init__(self, model: ModelSpec, optimizer: OptimizerSpec, batch_size: int,
-                 weights: list[np.ndarray] | None, seed: int, eager: bool = False):
+    def __init__(
+        self,
+        model: ModelSpec,
+        optimizer: OptimizerSpec,
+        batch_size: int,
+        weights: list[np.ndarray] | None,
+        seed: int,
+        eager: bool = False,
+    ):
         super().__init__(name="tape_mlp")
         self.batch_size = check_batch_size(batch_size)
         self.dtype = tf.as_dtype(model.dtype)
@@ -33,8 +40,10 @@ class TapeMLP(tf.Module):
         # plain and momentum SGD scale linearly with the gradient: a per-layer rate is exact
         self.grad_scales = [lr / optimizer.lr for lr in lrs]
         self.optimizer = keras_optimizer(optimizer, model.dtype)
-        signature = [tf.TensorSpec([None, model.sizes[0]], self.dtype),
-                     tf.TensorSpec([None], tf.int32)]
+        signature = [
+            tf.TensorSpec([None, model.sizes[0]], self.dtype),
+            tf.TensorSpec([None], tf.int32),
+        ]
         self.step = self._step if eager else tf.function(self._step, input_signature=signature)
         self.grad_step = tf.function(self._gradients, input_signature=signature)
         self.eval_step = tf.function(self._eval, input_signature=signature)
@@ -67,8 +76,9 @@ class TapeMLP(tf.Module):
 
     @staticmethod
     def _sums(losses, z, y):
-        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(z, axis=1, output_type=tf.int32), y),
-                                        tf.int32))
+        correct = tf.reduce_sum(
+            tf.cast(tf.equal(tf.argmax(z, axis=1, output_type=tf.int32), y), tf.int32)
+        )
         return tf.reduce_sum(losses), correct
 
     def _run(self, fn, x, y, batch_size):
@@ -88,8 +98,12 @@ class TapeMLP(tf.Module):
         return self._run(self.eval_step, x, y, EVAL_BATCH_SIZE)
 
     def predict(self, x):
-        return np.concatenate([self.logits(tf.constant(x[i : i + EVAL_BATCH_SIZE])).numpy()
-                               for i in range(0, len(x), EVAL_BATCH_SIZE)])
+        return np.concatenate(
+            [
+                self.logits(tf.constant(x[i : i + EVAL_BATCH_SIZE])).numpy()
+                for i in range(0, len(x), EVAL_BATCH_SIZE)
+            ]
+        )
 
     def gradients(self, x, y):
         return [g.numpy() for g in self.grad_step(tf.constant(x), tf.constant(y, tf.int32))[0]]
@@ -102,6 +116,12 @@ class TapeMLP(tf.Module):
             p.assign(w)
 
 
-def build(model: ModelSpec, optimizer: OptimizerSpec, batch_size: int,
-          weights: list[np.ndarray] | None = None, seed: int = 0, eager: bool = False) -> TapeMLP:
+def build(
+    model: ModelSpec,
+    optimizer: OptimizerSpec,
+    batch_size: int,
+    weights: list[np.ndarray] | None = None,
+    seed: int = 0,
+    eager: bool = False,
+) -> TapeMLP:
     return TapeMLP(model, optimizer, batch_size, weights, seed, eager)

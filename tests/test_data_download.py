@@ -53,11 +53,11 @@ def test_download_fills_the_cache_and_loads(data_root, serve, empty_places, mnis
     assert ds.source == str(empty_places / "mnist")
     assert np.array_equal(ds.y_test, mnist.y_test)
     assert sorted(p.name for p in (empty_places / "mnist").iterdir()) == sorted(
-        p.name for p in (data_root / "mnist").iterdir() if p.suffix == ".gz")
+        p.name for p in (data_root / "mnist").iterdir() if p.suffix == ".gz"
+    )
 
 
-def test_tampered_mirror_is_rejected_and_next_mirror_used(data_root, serve, empty_places,
-                                                          tmp_path):
+def test_tampered_mirror_is_rejected_and_next_mirror_used(data_root, serve, empty_places, tmp_path):
     tampered = tmp_path / "tampered"
     shutil.copytree(data_root / "mnist", tampered)
     labels = tampered / "t10k-labels-idx1-ubyte.gz"

@@ -48,8 +48,9 @@ def test_preprocessing_is_deterministic_and_scaled(mnist):
     assert prepare(mnist, dtype="float64").x_test.dtype == np.float64
 
 
-@pytest.mark.parametrize("kwargs", [{"val_size": -1}, {"val_size": 60000}, {"n_train": 0},
-                                    {"n_train": 55001}])
+@pytest.mark.parametrize(
+    "kwargs", [{"val_size": -1}, {"val_size": 60000}, {"n_train": 0}, {"n_train": 55001}]
+)
 def test_bad_split_sizes_are_refused(mnist, kwargs):
     with pytest.raises(DataError, match=next(iter(kwargs))):
         prepare(mnist, **kwargs)
@@ -70,20 +71,25 @@ def _set_byte(offset: int, value: int):
     def change(data):
         data[offset] = value
         return data
+
     return change
 
 
 CORRUPTIONS = {
-    "truncated": ("train-images-idx3-ubyte.gz", lambda d: d[:1000],
-                  "truncated: expected 47040016 bytes, got 1000"),
+    "truncated": (
+        "train-images-idx3-ubyte.gz",
+        lambda d: d[:1000],
+        "truncated: expected 47040016 bytes, got 1000",
+    ),
     "wrong magic": ("t10k-labels-idx1-ubyte.gz", _set_byte(0, 7), "wrong magic number"),
     "wrong dtype code": ("t10k-labels-idx1-ubyte.gz", _set_byte(2, 0x0D), "wrong dtype code"),
-    "wrong dimensions": ("t10k-images-idx3-ubyte.gz", _set_byte(11, 27),
-                         "wrong image dimensions"),
-    "label out of range": ("t10k-labels-idx1-ubyte.gz", _set_byte(8, 11),
-                           "label out of range: 11"),
-    "count mismatch": ("t10k-labels-idx1-ubyte.gz", lambda d: d[:-1],
-                       "truncated: expected 10008 bytes, got 10007"),
+    "wrong dimensions": ("t10k-images-idx3-ubyte.gz", _set_byte(11, 27), "wrong image dimensions"),
+    "label out of range": ("t10k-labels-idx1-ubyte.gz", _set_byte(8, 11), "label out of range: 11"),
+    "count mismatch": (
+        "t10k-labels-idx1-ubyte.gz",
+        lambda d: d[:-1],
+        "truncated: expected 10008 bytes, got 10007",
+    ),
     "checksum mismatch": ("t10k-images-idx3-ubyte.gz", _set_byte(500, 3), "checksum mismatch"),
     "trailing bytes": ("t10k-labels-idx1-ubyte.gz", lambda d: d + b"\0", "trailing bytes"),
 }
@@ -156,8 +162,9 @@ def test_unknown_dataset_names_the_allowed_ones():
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bench.data.cli", *args],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "bench.data.cli", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_cli_verify_good_and_corrupted(data_root, tmp_path):

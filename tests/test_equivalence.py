@@ -18,16 +18,19 @@ import pytest
 from implementations.spec import ModelSpec, OptimizerSpec, init_weights
 from tests.helpers import NAMES, build
 
-EXACT = dict(lr=2**-7, momentum=0.875, rho=0.875, beta1=0.875, beta2=1 - 2**-10,
-             epsilon=2**-23)
+EXACT = dict(lr=2**-7, momentum=0.875, rho=0.875, beta1=0.875, beta2=1 - 2**-10, epsilon=2**-23)
 PAIRS = list(itertools.combinations(NAMES, 2))
 CASES = {
     "sgd-sigmoid-ce": (ModelSpec(hidden=(32, 16), activation="sigmoid", init="normal"), "sgd"),
-    "momentum-relu-ce-sum": (ModelSpec(hidden=(32,), activation="relu", reduction="sum"),
-                             "momentum"),
+    "momentum-relu-ce-sum": (
+        ModelSpec(hidden=(32,), activation="relu", reduction="sum"),
+        "momentum",
+    ),
     "rmsprop-tanh-ce": (ModelSpec(hidden=(32, 16), activation="tanh"), "rmsprop"),
-    "adam-relu-mse": (ModelSpec(hidden=(24,), activation="relu", loss="mse", output="sigmoid"),
-                      "adam"),
+    "adam-relu-mse": (
+        ModelSpec(hidden=(24,), activation="relu", loss="mse", output="sigmoid"),
+        "adam",
+    ),
 }
 BATCH = 50
 LOSS_RTOL = 1e-6
@@ -38,8 +41,10 @@ def first_divergence(label: str, a: list, b: list, rtol: float, atol: float) -> 
     for i, (x, y) in enumerate(zip(a, b, strict=True)):
         if not np.allclose(x, y, rtol=rtol, atol=atol):
             kind = "W" if i % 2 == 0 else "b"
-            return (f"{label}: layer {i // 2 + 1} {kind} differs, max |diff| "
-                    f"{np.max(np.abs(x - y)):.3g} (rtol {rtol}, atol {atol})")
+            return (
+                f"{label}: layer {i // 2 + 1} {kind} differs, max |diff| "
+                f"{np.max(np.abs(x - y)):.3g} (rtol {rtol}, atol {atol})"
+            )
     return None
 
 
@@ -51,21 +56,23 @@ def check_lockstep(pair, model, opt, data, dtype, rtol, atol, steps=3):
     nets = [build(name, model, opt, BATCH, weights, 0) for name in pair]
     names = " vs ".join(pair)
     for step in range(steps):
-        xb, yb = x[step * BATCH:(step + 1) * BATCH], y[step * BATCH:(step + 1) * BATCH]
+        xb, yb = x[step * BATCH : (step + 1) * BATCH], y[step * BATCH : (step + 1) * BATCH]
         grads = [net.gradients(xb, yb) for net in nets]
         if msg := first_divergence(f"{names}, step {step} gradients", *grads, rtol, atol):
             return msg
         losses = [net.train_epoch(xb, yb)[0] for net in nets]
         if not np.isclose(*losses, rtol=max(rtol, LOSS_RTOL), atol=atol):
             return f"{names}, step {step} loss: {losses[0]!r} vs {losses[1]!r}"
-        if msg := first_divergence(f"{names}, step {step} weights",
-                                   *[n.get_weights() for n in nets], rtol, atol):
+        if msg := first_divergence(
+            f"{names}, step {step} weights", *[n.get_weights() for n in nets], rtol, atol
+        ):
             return msg
     epoch = [net.train_epoch(x, y) for net in nets]
     if not np.isclose(epoch[0][0], epoch[1][0], rtol=max(rtol, LOSS_RTOL), atol=atol):
         return f"{names}, epoch loss: {epoch[0][0]!r} vs {epoch[1][0]!r}"
-    return first_divergence(f"{names}, after one epoch weights",
-                            *[n.get_weights() for n in nets], rtol, atol)
+    return first_divergence(
+        f"{names}, after one epoch weights", *[n.get_weights() for n in nets], rtol, atol
+    )
 
 
 @pytest.fixture(scope="module")
@@ -80,16 +87,18 @@ def subset(mnist):
 @pytest.mark.parametrize("pair", PAIRS, ids=["-".join(p) for p in PAIRS])
 def test_lockstep_float64(pair, case, subset):
     model, opt_name = CASES[case]
-    msg = check_lockstep(pair, model, OptimizerSpec(name=opt_name, **EXACT), subset,
-                         "float64", rtol=1e-9, atol=1e-12)
+    msg = check_lockstep(
+        pair, model, OptimizerSpec(name=opt_name, **EXACT), subset, "float64", rtol=1e-9, atol=1e-12
+    )
     assert msg is None, msg
 
 
 @pytest.mark.parametrize("pair", PAIRS, ids=["-".join(p) for p in PAIRS])
 def test_lockstep_float32_keras_defaults(pair, subset):
     model = ModelSpec(hidden=(64,), activation="relu")
-    msg = check_lockstep(pair, model, OptimizerSpec(name="rmsprop"), subset, "float32",
-                         rtol=1e-3, atol=1e-4)
+    msg = check_lockstep(
+        pair, model, OptimizerSpec(name="rmsprop"), subset, "float32", rtol=1e-3, atol=1e-4
+    )
     assert msg is None, msg
 
 

@@ -23,8 +23,15 @@ def objective(net, x, y) -> float:
 
 @pytest.mark.parametrize("activation,loss,output,reduction", COMBINATIONS)
 def test_backward_matches_finite_differences(activation, loss, output, reduction):
-    model = ModelSpec(hidden=(7, 5), activation=activation, loss=loss, output=output,
-                      reduction=reduction, init="glorot_uniform", dtype="float64")
+    model = ModelSpec(
+        hidden=(7, 5),
+        activation=activation,
+        loss=loss,
+        output=output,
+        reduction=reduction,
+        init="glorot_uniform",
+        dtype="float64",
+    )
     rng = np.random.default_rng(1)
     x = rng.uniform(0, 1, (6, 784))
     y = rng.integers(0, 10, 6)
@@ -46,5 +53,5 @@ def test_backward_matches_finite_differences(activation, loss, output, reduction
             flat[i] = saved
             numeric = (plus - minus) / (2 * eps)
             assert abs(numeric - g.reshape(-1)[i]) <= 1e-6 * max(1.0, abs(numeric)), (
-                f"param shape {p.shape} index {i}: numeric {numeric}, analytic "
-                f"{g.reshape(-1)[i]}")
+                f"param shape {p.shape} index {i}: numeric {numeric}, analytic {g.reshape(-1)[i]}"
+            )

@@ -39,8 +39,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     names = DATASETS[ds.name].class_names
     for split, x, y in (("train", ds.x_train, ds.y_train), ("test", ds.x_test, ds.y_test)):
         counts = np.bincount(y, minlength=10)
-        print(f"{split}: images {x.shape} {x.dtype}, labels {y.shape}, "
-              f"pixels {x.min()}..{x.max()} (mean {x.mean():.1f})")
+        print(
+            f"{split}: images {x.shape} {x.dtype}, labels {y.shape}, "
+            f"pixels {x.min()}..{x.max()} (mean {x.mean():.1f})"
+        )
         print("  classes: " + ", ".join(f"{n}={c}" for n, c in zip(names, counts)))
     return 0
 
@@ -81,8 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     fetch = add("fetch", cmd_fetch, "download a dataset into the cache (if not found)")
     fetch.add_argument("--mirror", action="append", help="base URL to download from")
     add("verify", cmd_verify, "check every file of a folder; exit 1 with the reasons")
-    for name, func, text in (("info", cmd_info, "shapes, class balance, pixel range, source"),
-                             ("show", cmd_show, "write a PNG grid of sample images")):
+    for name, func, text in (
+        ("info", cmd_info, "shapes, class balance, pixel range, source"),
+        ("show", cmd_show, "write a PNG grid of sample images"),
+    ):
         p = add(name, func, text)
         p.add_argument("--no-download", action="store_true")
     show = sub.choices["show"]
