@@ -1,0 +1,101 @@
+"""`mnist-bench`: the Hydra app. One job trains one implementation and records one MLflow run."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from bench import runtime
+from bench.settings import ConfigError, job_from_config
+
+log = logging.getLogger("bench")
+CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+
+
+def run(cfg: DictConfig) -> bool:
+    """Run one job; True if it finished. Failures are logged in one line, never raised, so a
+    sweep goes on; Ctrl-C ends the run KILLED and stops."""
+    runtime.quiet_tensorflow()
+    try:
+        job = job_from_config(cfg)
+    except ConfigError as e:
+        return _failed(f"error: {e}")
+    from bench.environment import environment_tags
+    from bench.harness import ConsoleProgress, run_job
+
+    observers = [ConsoleProgress(job)]
+    tracker = None
+    if cfg.tracking.enabled:
+        from bench.tracking import MlflowRun
+
+        tags = {
+            **environment_tags(job.device, job.threads),
+            "implementation": job.implementation,
+            "preset": job.preset,
+            "lockstep": str(job.lockstep).lower(),
+        }
+        if HydraConfig.initialized():
+            tags["hydra_overrides"] = " ".join(HydraConfig.get().overrides.task)
+        tracker = MlflowRun(cfg, job.run_name, tags)
+        observers.append(tracker)
+    try:
+        result = run_job(job, observers)
+    except KeyboardInterrupt:
+        if tracker:
+            tracker.fail("interrupted (SIGINT)", status="KILLED")
+        raise
+    except Exception as e:  # the run must end FAILED with the reason, never stay RUNNING
+        reason = f"{type(e).__name__}: {e}" if not _is_user_error(e) else str(e)
+        if tracker:
+            tracker.fail(reason)
+        if not _is_user_error(e):
+            log.exception("%s failed", job.run_name)
+        return _failed(f"error: {job.run_name}: {reason}")
+    if tracker:
+        tracker.finish(result.metrics, result.predictions, result.labels)
+    m = result.metrics
+    log.info(
+        "%s: test accuracy %.4f, train time %.2fs",
+        job.run_name,
+        m["test_accuracy"],
+        m["train_time_s"],
+    )
+    return True
+
+
+def _is_user_error(e: Exception) -> bool:
+    from bench.data import DataError
+    from bench.harness import Diverged
+    from implementations.spec import SpecError
+
+    return isinstance(e, (ConfigError, DataError, SpecError, Diverged))
+
+
+def _failed(message: str) -> bool:
+    from bench.tracking import FAILURES
+
+    print(message, file=sys.stderr)
+    FAILURES.append(message)
+    return False
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
+def hydra_main(cfg: DictConfig) -> None:
+    run(cfg)
+
+
+def main() -> None:
+    from bench.tracking import FAILURES
+
+    hydra_main()
+    if FAILURES:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""Tags that say where and with what a run was measured. An allow-list: nothing else from the
+environment (no variables, no secrets) is ever logged."""
+
+from __future__ import annotations
+
+import platform
+import socket
+import subprocess
+from functools import cache
+from importlib import metadata
+from pathlib import Path
+
+from threadpoolctl import threadpool_info
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = {
+    "numpy": "numpy",
+    "tensorflow": "tensorflow",
+    "keras": "keras",
+    "mlflow": "mlflow",
+    "hydra": "hydra-core",
+}
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+@cache
+def git_state() -> tuple[str, str]:
+    """(commit, 'true'/'false' dirty); 'unknown' outside a git checkout."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
+        return commit, str(bool(status.strip())).lower()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown", "unknown"
+
+
+def blas() -> str:
+    libs = [
+        f"{i.get('internal_api')} {i.get('version')}"
+        for i in threadpool_info()
+        if i.get("user_api") == "blas"
+    ]
+    return ", ".join(sorted(set(libs))) or "none"
+
+
+def environment_tags(device: str, threads: int | None) -> dict[str, str]:
+    commit, dirty = git_state()
+    tags = {f"version.{name}": _version(dist) for name, dist in PACKAGES.items()}
+    tags.update(
+        {
+            "version.python": platform.python_version(),
+            "device": device,
+            "device_name": cpu_model() if device == "cpu" else gpu_name(),
+            "cpu_model": cpu_model(),
+            "blas": blas(),
+            "threads": str(threads or "all"),
+            "host": socket.gethostname(),
+            "git_commit": commit,
+            "git_dirty": dirty,
+        }
+    )
+    return tags
+
+
+def gpu_name() -> str:
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    details = [
+        tf.config.experimental.get_device_details(g).get("device_name", g.name) for g in gpus
+    ]
+    return ", ".join(details) or "none"

@@ -1,0 +1,142 @@
+"""The training loop every implementation runs under: data once, seeds, thread budget, epochs,
+timing. Timed regions hold only the implementation's own work; logging happens between them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import resource
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from bench import runtime
+from bench.data import Dataset, Splits, load, prepare
+from bench.settings import Job
+from implementations import load_build
+from implementations.spec import init_weights
+
+log = logging.getLogger("bench")
+
+
+class Diverged(RuntimeError):
+    """The loss became NaN or infinite; training stops at that epoch."""
+
+
+class Observer(Protocol):
+    def data_loaded(self, dataset: Dataset) -> None: ...
+    def epoch_done(self, epoch: int, metrics: dict[str, float]) -> None: ...
+
+
+@dataclass
+class Result:
+    metrics: dict[str, float] = field(default_factory=dict)  # final, without a step
+    history: list[dict[str, float]] = field(default_factory=list)  # one dict per epoch
+    predictions: np.ndarray | None = None  # predicted test label per image
+    labels: np.ndarray | None = None
+
+
+def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
+    """The batch order of one epoch: the same for every implementation given the seed."""
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def run_job(job: Job, observers: list[Observer]) -> Result:
+    start = time.perf_counter()
+    with threadpool_limits(limits=job.threads):
+        build = load_build(job.module)  # imports the framework (TensorFlow only if needed)
+        runtime.configure(job)
+        runtime.seed_everything(job.seed)
+        t = time.perf_counter()
+        dataset = load(job.data.name, job.data.data_dir, download=job.data.download)
+        splits = prepare(
+            dataset, job.data.val_size, job.data.n_train, job.data.split_seed, dtype=job.model.dtype
+        )
+        data_load_time = time.perf_counter() - t
+        for o in observers:
+            o.data_loaded(dataset)
+        weights = init_weights(job.model, job.seed) if job.lockstep else None
+        net = build(job.model, job.optimizer, job.batch_size, weights, job.seed, **job.options)
+        result = train(job, net, splits, observers)
+        t = time.perf_counter()
+        test_loss, test_acc = net.evaluate(splits.x_test, splits.y_test)
+        final_eval_time = time.perf_counter() - t
+        _, train_acc = net.evaluate(splits.x_train, splits.y_train)
+        result.predictions = net.predict(splits.x_test).argmax(axis=1).astype(np.uint8)
+        result.labels = splits.y_test.astype(np.uint8)
+    train_time = sum(h["epoch_time_s"] for h in result.history)
+    result.metrics.update(
+        test_loss=test_loss,
+        test_accuracy=test_acc,
+        final_train_accuracy=train_acc,
+        train_time_s=train_time,
+        test_eval_time_s=final_eval_time,
+        data_load_time_s=data_load_time,
+        samples_per_s=len(splits.y_train) * job.epochs / train_time,
+        peak_rss_mb=peak_rss_mb(),
+        total_time_s=time.perf_counter() - start,
+    )
+    return result
+
+
+def train(job: Job, net, s: Splits, observers: list[Observer]) -> Result:
+    result = Result()
+    has_val = len(s.y_val) > 0
+    if has_val:
+        loss, acc = net.evaluate(s.x_val, s.y_val)
+        result.metrics.update(initial_val_loss=loss, initial_val_accuracy=acc)
+    elapsed = 0.0
+    for epoch in range(1, job.epochs + 1):
+        order = epoch_order(job.seed, epoch, len(s.y_train))
+        x, y = s.x_train[order], s.y_train[order]  # shuffled outside the timed region
+        t = time.perf_counter()
+        train_loss, train_acc = net.train_epoch(x, y)
+        epoch_time = time.perf_counter() - t
+        elapsed += epoch_time
+        m = {"train_loss": train_loss, "train_accuracy": train_acc, "epoch_time_s": epoch_time}
+        if math.isfinite(train_loss) and has_val:
+            t = time.perf_counter()
+            m["val_loss"], m["val_accuracy"] = net.evaluate(s.x_val, s.y_val)
+            m["eval_time_s"] = time.perf_counter() - t
+            if (
+                m["val_accuracy"] >= job.target_accuracy
+                and "time_to_target_s" not in result.metrics
+            ):
+                result.metrics["time_to_target_s"] = elapsed
+        result.history.append(m)
+        for o in observers:
+            o.epoch_done(epoch, m)
+        if not math.isfinite(train_loss):
+            raise Diverged(f"diverged at epoch {epoch}: train_loss={train_loss}")
+    return result
+
+
+class ConsoleProgress:
+    """One line per epoch: implementation, epoch, loss, val accuracy, seconds."""
+
+    def __init__(self, job: Job):
+        self.job = job
+
+    def data_loaded(self, dataset: Dataset) -> None:
+        log.info("%s: %s from %s", self.job.run_name, dataset.name, dataset.source)
+
+    def epoch_done(self, epoch: int, m: dict[str, float]) -> None:
+        val = f" val_acc {m['val_accuracy']:.4f}" if "val_accuracy" in m else ""
+        log.info(
+            "[%s] epoch %d/%d loss %.4f acc %.4f%s %.2fs",
+            self.job.implementation,
+            epoch,
+            self.job.epochs,
+            m["train_loss"],
+            m["train_accuracy"],
+            val,
+            m["epoch_time_s"],
+        )

@@ -1,0 +1,206 @@
+"""The main job end to end: real Hydra composition, real SQLite MLflow store, real processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from mlflow import MlflowClient
+
+from bench.app import run
+from bench.settings import ConfigError, job_from_config
+from bench.tracking import FAILURES
+from tests.conftest import ROOT
+
+PRESETS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
+SMALL = ["dataset.n_train=2000", "train.epochs=2"]
+
+
+def mnist_bench(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """The console command as a user runs it, with its store in tmp_path."""
+    store = [
+        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+        f"tracking.artifact_root={tmp_path}/artifacts",
+        f"hydra.sweep.dir={tmp_path}/multirun",
+        f"hydra.run.dir={tmp_path}/run",
+    ]
+    flags = [a for a in args if a.startswith("-") or a in ("job", "hydra")]
+    overrides = [a for a in args if a not in flags]
+    cmd = [sys.executable, "-m", "bench", *flags, *overrides, *store]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+
+
+def runs_of(tmp_path: Path):
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    return mlflow.search_runs(experiment_names=["mnist-bench"], output_format="list")
+
+
+def compose_cfg(*overrides: str):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+def test_sweep_over_implementations_is_fully_tracked(tmp_path):
+    proc = mnist_bench(tmp_path, "-m", "implementation=numpy,tf_tape,keras", *SMALL)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = runs_of(tmp_path)
+    parents = [r for r in runs if r.data.tags.get("sweep_parent") == "true"]
+    children = [r for r in runs if r not in parents]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert len(children) == 3
+    client = MlflowClient()
+    sweep_id = parents[0].data.tags["sweep_id"]
+    losses = {}
+    for r in children:
+        tags, params, metrics = r.data.tags, r.data.params, r.data.metrics
+        assert r.info.status == "FINISHED"
+        assert tags["mlflow.parentRunId"] == parents[0].info.run_id
+        assert tags["sweep_id"] == sweep_id
+        assert r.info.run_name == f"custom-{tags['implementation']}-s0"
+        for key in (
+            "device",
+            "device_name",
+            "version.numpy",
+            "version.mlflow",
+            "blas",
+            "threads",
+            "host",
+            "git_commit",
+            "git_dirty",
+            "config_hash",
+            "hydra_overrides",
+            "dataset_digest",
+        ):
+            assert tags.get(key), key
+        assert params["model.hidden"] == "[512]" and params["train.epochs"] == "2"
+        assert params["implementation.name"] == tags["implementation"]
+        for key in (
+            "test_loss",
+            "test_accuracy",
+            "final_train_accuracy",
+            "train_time_s",
+            "total_time_s",
+            "data_load_time_s",
+            "samples_per_s",
+            "peak_rss_mb",
+            "initial_val_loss",
+            "initial_val_accuracy",
+        ):
+            assert np.isfinite(metrics[key]), key
+        assert metrics["initial_val_accuracy"] < 0.3 < metrics["test_accuracy"]
+        for key in (
+            "train_loss",
+            "train_accuracy",
+            "val_loss",
+            "val_accuracy",
+            "epoch_time_s",
+            "eval_time_s",
+        ):
+            history = client.get_metric_history(r.info.run_id, key)
+            assert [m.step for m in history] == [1, 2], key
+        losses[tags["implementation"]] = [
+            m.value for m in client.get_metric_history(r.info.run_id, "train_loss")
+        ]
+        artifacts = {a.path for a in client.list_artifacts(r.info.run_id)}
+        assert {"config.yaml", "predictions.npz"} <= artifacts
+        local = client.download_artifacts(r.info.run_id, "predictions.npz", str(tmp_path))
+        with np.load(local, allow_pickle=False) as p:
+            assert p["predicted"].shape == (10000,) and p["labels"].shape == (10000,)
+        assert r.inputs.dataset_inputs[0].dataset.name == "mnist"
+    # lockstep: same weights, same batches -> the same loss curve up to float32 rounding
+    np.testing.assert_allclose(losses["numpy"], losses["tf_tape"], rtol=1e-4)
+    np.testing.assert_allclose(losses["numpy"], losses["keras"], rtol=1e-4)
+
+
+def test_divergence_fails_that_run_and_the_sweep_goes_on(tmp_path):
+    proc = mnist_bench(tmp_path, "-m", "optimizer=sgd", "optimizer.lr=0.01,1e6", *SMALL)
+    assert proc.returncode == 1
+    assert "diverged at epoch 1" in proc.stderr
+    runs = {
+        r.data.params.get("optimizer.lr"): r
+        for r in runs_of(tmp_path)
+        if "sweep_parent" not in r.data.tags
+    }
+    assert runs["0.01"].info.status == "FINISHED"
+    bad = runs["1000000.0"]
+    assert bad.info.status == "FAILED"
+    assert bad.data.tags["failure_reason"].startswith("diverged at epoch 1")
+    assert len(MlflowClient().get_metric_history(bad.info.run_id, "train_loss")) == 1
+
+
+def test_bad_data_ends_the_run_failed_with_the_loaders_message(tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for f in (Path(os.environ["MNIST_BENCH_DATA_DIR"]) / "mnist").iterdir():
+        (bad / f.name).write_bytes(
+            f.read_bytes()[:5000] if "t10k-images" in f.name else f.read_bytes()
+        )
+    proc = mnist_bench(tmp_path, f"dataset.data_dir={bad}", *SMALL)
+    assert proc.returncode == 1
+    (run_,) = runs_of(tmp_path)
+    assert run_.info.status == "FAILED"
+    assert "t10k-images-idx3-ubyte.gz: unreadable gzip" in run_.data.tags["failure_reason"]
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_preset_composes_and_validates(preset):
+    cfg = compose_cfg(f"+experiment={preset}", "implementation=tf_tape")
+    job = job_from_config(cfg)
+    assert job.preset == preset and job.implementation == "tf_tape"
+
+
+def test_compare_preset_cfg_job_prints_the_sweep(tmp_path):
+    proc = mnist_bench(tmp_path, "+experiment=compare", "--cfg", "job")
+    assert proc.returncode == 0, proc.stderr
+    assert "preset: compare" in proc.stdout and "lockstep: true" in proc.stdout
+
+
+BAD_OVERRIDES = [
+    ("model.activation=swish", "model.activation='swish' is not supported"),
+    ("model.hidden=[]", "model.hidden=[] is empty"),
+    ("model.hidden=[64,0]", "model.hidden=0 must be a positive int"),
+    ("model.hidden=64", "model.hidden=64 must be a list of sizes"),
+    ("model.dtype=float16", "model.dtype='float16' is not supported"),
+    ("model.loss=mse", "model.output (with loss mse)='softmax' is not supported"),
+    ("optimizer.lr=0", "optimizer.lr=0 must be a positive float"),
+    ("optimizer.lr=-1", "optimizer.lr=-1 must be a positive float"),
+    ("optimizer.name=lbfgs", "optimizer.name='lbfgs' is not supported"),
+    ("+optimizer.nesterov=true", "unknown key optimizer.nesterov"),
+    ("train.batch_size=0", "train.batch_size=0 must be a positive int"),
+    ("train.epochs=0", "train.epochs=0 must be an integer >= 1"),
+    ("train.threads=0", "train.threads=0 must be an integer >= 1"),
+    ("train.target_accuracy=1.5", "train.target_accuracy=1.5 must be in (0, 1]"),
+    ("train.lockstep=maybe", "train.lockstep='maybe' must be true or false"),
+    ("seed=-1", "seed=-1 must be an integer >= 0"),
+    ("dataset.name=cifar10", "unknown dataset 'cifar10'; allowed: fashion_mnist, mnist"),
+    ("dataset.val_size=-5", "dataset.val_size=-5 must be an integer >= 0"),
+    ("dataset.n_train=0", "dataset.n_train=0 must be an integer >= 1"),
+]
+
+
+@pytest.mark.parametrize("override,message", BAD_OVERRIDES)
+def test_bad_override_is_refused_before_training(override, message, capsys):
+    cfg = compose_cfg(override)
+    with pytest.raises(ConfigError) as info:
+        job_from_config(cfg)
+    assert message in str(info.value) and "\n" not in str(info.value)
+    FAILURES.clear()
+    assert run(cfg) is False  # and the app says so, without starting a run
+    assert message in capsys.readouterr().err
+    FAILURES.clear()
+
+
+def test_bad_override_exits_non_zero_in_one_line(tmp_path):
+    proc = mnist_bench(tmp_path, "optimizer.lr=-1")
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: optimizer.lr=-1 must be a positive float"
+    )
+    assert not (tmp_path / "mlflow.db").exists()
