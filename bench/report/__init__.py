@@ -1,0 +1,1 @@
+"""Side-by-side, reproducible reports read back from MLflow."""

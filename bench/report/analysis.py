@@ -1,0 +1,242 @@
+"""The numbers a report shows: summary rows with confidence intervals, paired speed ratios,
+time to accuracy, fairness warnings, reproduction verdicts, prediction agreement."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+THRESHOLDS = (0.95, 0.96, 0.97, 0.975, 0.98)
+TEST_SIZE = 10000
+MIN_RUNS = 3
+# published test accuracy (low, high) of the tutorial presets; tolerance in accuracy points
+PUBLISHED = {
+    "simple_network": (0.95, 0.95),
+    "tape_sigmoid": (0.9368, 0.9368),
+    "keras_dense512": (0.978, 0.9804),
+    "relu_mcp": (0.977, 0.977),
+}
+TOLERANCE = 0.005
+BOOTSTRAP = 10000
+
+
+def t_interval(values) -> tuple[float, float, float]:
+    """Mean and its 95% Student-t confidence interval (nan bounds for fewer than 2 values)."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if len(v) == 0:
+        return np.nan, np.nan, np.nan
+    mean = v.mean()
+    if len(v) < 2:
+        return mean, np.nan, np.nan
+    half = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
+    return mean, mean - half, mean + half
+
+
+def per_run(runs: pd.DataFrame, hist: pd.DataFrame) -> pd.DataFrame:
+    """One row per run with the derived timings: first epoch, steady-state median, thresholds."""
+    out = runs[
+        [
+            "run_id",
+            "run_name",
+            "status",
+            "tags.implementation",
+            "tags.device",
+            "tags.preset",
+            "params.seed",
+            "signature",
+        ]
+    ].copy()
+    out.columns = [
+        "run_id",
+        "run_name",
+        "status",
+        "implementation",
+        "device",
+        "preset",
+        "seed",
+        "signature",
+    ]
+    for m in (
+        "test_accuracy",
+        "final_train_accuracy",
+        "samples_per_s",
+        "total_time_s",
+        "peak_rss_mb",
+        "train_time_s",
+        "time_to_target_s",
+    ):
+        out[m] = runs.get(f"metrics.{m}", np.nan)
+    times = hist[hist.key == "epoch_time_s"]
+    first = times[times.step == 1].set_index("run_id")["value"]
+    steady = times[times.step >= 2].groupby("run_id")["value"].median()
+    out["first_epoch_s"] = out.run_id.map(first)
+    out["steady_epoch_s"] = out.run_id.map(steady)
+    for threshold in THRESHOLDS:
+        out[f"to_{threshold:.3g}"] = out.run_id.map(
+            lambda r, th=threshold: time_to_accuracy(hist, r, th)
+        )
+    return out
+
+
+def time_to_accuracy(hist: pd.DataFrame, run_id: str, threshold: float) -> float:
+    h = hist[hist.run_id == run_id].pivot_table(index="step", columns="key", values="value")
+    if "val_accuracy" not in h or "epoch_time_s" not in h:
+        return np.nan
+    elapsed = h["epoch_time_s"].cumsum()
+    reached = h.index[h["val_accuracy"] >= threshold]
+    return float(elapsed.loc[reached[0]]) if len(reached) else np.nan
+
+
+def summary(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per (implementation, device, preset, setting), aggregated over seeds."""
+    records = []
+    for (impl, device, preset, sig), g in rows.groupby(
+        ["implementation", "device", "preset", "signature"], sort=True
+    ):
+        acc, lo, hi = t_interval(g.test_accuracy)
+        steady, s_lo, s_hi = t_interval(g.steady_epoch_s)
+        records.append(
+            {
+                "implementation": impl,
+                "device": device,
+                "preset": preset,
+                "runs": len(g),
+                "test acc": acc,
+                "acc 95% CI": f"{lo:.4f}-{hi:.4f}" if np.isfinite(lo) else "n/a",
+                "first epoch s": g.first_epoch_s.median(),
+                "steady epoch s": steady,
+                "steady 95% CI": f"{s_lo:.3f}-{s_hi:.3f}" if np.isfinite(s_lo) else "n/a",
+                "samples/s": g.samples_per_s.mean(),
+                "time to target s": g.time_to_target_s.mean(),
+                "total s": g.total_time_s.mean(),
+                "peak MB": g.peak_rss_mb.max(),
+                "train acc": g.final_train_accuracy.mean(),
+                "few runs": "yes" if len(g) < MIN_RUNS else "",
+                "signature": sig,
+            }
+        )
+    table = pd.DataFrame(records)
+    if not table.empty:
+        table["speed vs fastest"] = table["steady epoch s"].min() / table["steady epoch s"]
+        table["gap (train-test)"] = table["train acc"] - table["test acc"]
+    return table
+
+
+def paired_speedups(rows: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """For each pair of implementations in one setting: B's epoch time / A's, paired by seed,
+    with a percentile bootstrap 95% CI over the seeds."""
+    rng = np.random.default_rng(seed)
+    records = []
+    for (preset, sig), g in rows.groupby(["preset", "signature"]):
+        by_impl = g.pivot_table(index="seed", columns="implementation", values="steady_epoch_s")
+        for a, b in itertools.permutations(by_impl.columns, 2):
+            ratio = (by_impl[b] / by_impl[a]).dropna().to_numpy()
+            if len(ratio) == 0 or np.nanmean(ratio) < 1:
+                continue
+            boots = rng.choice(ratio, (BOOTSTRAP, len(ratio))).mean(axis=1)
+            lo, hi = np.percentile(boots, [2.5, 97.5])
+            records.append(
+                {
+                    "preset": preset,
+                    "faster": a,
+                    "slower": b,
+                    "seeds": len(ratio),
+                    "speedup": ratio.mean(),
+                    "95% CI": f"{lo:.2f}-{hi:.2f}",
+                    "statement": f"{a} is {ratio.mean():.2f}x faster than {b} "
+                    f"(95% CI {lo:.2f}-{hi:.2f}, {len(ratio)} seeds)",
+                }
+            )
+    return pd.DataFrame(records)
+
+
+def noise_floor(accuracy: float) -> float:
+    """Binomial standard error of an accuracy measured on the 10,000 test images."""
+    return float(np.sqrt(accuracy * (1 - accuracy) / TEST_SIZE))
+
+
+def fairness_warnings(runs: pd.DataFrame) -> list[str]:
+    """Settings (other than implementation and seed) that differ between compared runs."""
+    cols = [
+        c
+        for c in runs.columns
+        if c.startswith("params.")
+        and not c.startswith(("params.implementation.", "params.seed", "params.tracking."))
+    ]
+    warnings = []
+    for preset, g in runs.groupby("tags.preset"):
+        for col in cols:
+            values = g[col].dropna().astype(str).unique()
+            if len(values) > 1:
+                warnings.append(
+                    f"{preset}: {col.removeprefix('params.')} differs: {', '.join(sorted(values))}"
+                )
+        for tag in ("tags.threads", "tags.device", "tags.lockstep"):
+            if tag in g and g[tag].nunique() > 1:
+                warnings.append(f"{preset}: {tag.removeprefix('tags.')} differs")
+    return warnings
+
+
+def reproduction(rows: pd.DataFrame) -> pd.DataFrame:
+    records = []
+    for (preset, impl), g in rows.groupby(["preset", "implementation"]):
+        if preset not in PUBLISHED:
+            continue
+        low, high = PUBLISHED[preset]
+        acc = g.test_accuracy.mean()
+        ok = low - TOLERANCE <= acc <= high + TOLERANCE
+        records.append(
+            {
+                "preset": preset,
+                "implementation": impl,
+                "runs": len(g),
+                "published": f"{low:.2%}" if low == high else f"{low:.2%}-{high:.2%}",
+                "measured": f"{acc:.2%}",
+                "tolerance": f"±{TOLERANCE:.1%}",
+                "verdict": "reproduced" if ok else "not reproduced",
+            }
+        )
+    return pd.DataFrame(records)
+
+
+def lockstep_gaps(runs: pd.DataFrame, hist: pd.DataFrame) -> pd.DataFrame:
+    """Largest train-loss difference between implementations per epoch, for lockstep runs."""
+    lock = runs[runs.get("tags.lockstep", pd.Series(index=runs.index)) == "true"]
+    loss = hist[(hist.key == "train_loss") & hist.run_id.isin(lock.run_id)].merge(
+        lock[["run_id", "params.seed", "tags.preset"]], on="run_id"
+    )
+    if loss.empty:
+        return pd.DataFrame()
+    spread = loss.groupby(["tags.preset", "params.seed", "step"])["value"].agg(
+        lambda v: v.max() - v.min() if len(v) > 1 else np.nan
+    )
+    out = spread.groupby(level=["tags.preset", "step"]).max().reset_index()
+    out.columns = ["preset", "epoch", "max loss difference"]
+    return out.dropna()
+
+
+def agreement(predictions: dict[str, np.ndarray], labels: np.ndarray) -> pd.DataFrame:
+    """Fraction of test images on which two implementations agree, and McNemar's exact p on
+    their correct/incorrect disagreements."""
+    records = []
+    for a, b in itertools.combinations(sorted(predictions), 2):
+        pa, pb = predictions[a], predictions[b]
+        ca, cb = pa == labels, pb == labels
+        only_a, only_b = int((ca & ~cb).sum()), int((~ca & cb).sum())
+        n = only_a + only_b
+        p = stats.binomtest(only_a, n, 0.5).pvalue if n else 1.0
+        records.append(
+            {
+                "A": a,
+                "B": b,
+                "agree": float((pa == pb).mean()),
+                "only A right": only_a,
+                "only B right": only_b,
+                "McNemar p": p,
+            }
+        )
+    return pd.DataFrame(records)

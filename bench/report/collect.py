@@ -1,0 +1,63 @@
+"""Read runs and their per-epoch histories from MLflow into pandas."""
+
+from __future__ import annotations
+
+import mlflow
+import pandas as pd
+from mlflow import MlflowClient
+
+HISTORY_KEYS = ("train_loss", "val_accuracy", "epoch_time_s")
+SETTING_EXCLUDE = ("params.implementation.", "params.seed", "params.tracking.")
+
+
+class ReportError(Exception):
+    """Nothing to report, or a selection that matches nothing; one line."""
+
+
+def select_runs(
+    uri: str, experiment: str, sweep_id: str | None = None, filter_string: str | None = None
+) -> tuple[pd.DataFrame, str]:
+    """Finished-or-not job runs (not sweep parents) of one selection, and its description."""
+    mlflow.set_tracking_uri(uri)
+    exp = mlflow.get_experiment_by_name(experiment)
+    if exp is None:
+        raise ReportError(f"experiment {experiment!r} not found at {uri}")
+    runs = mlflow.search_runs([exp.experiment_id], filter_string=filter_string or "")
+    if runs.empty:
+        raise ReportError(
+            f"experiment {experiment!r} has no runs"
+            + (f" matching {filter_string!r}" if filter_string else "")
+        )
+    is_parent = runs.get("tags.sweep_parent", pd.Series(index=runs.index)).eq("true")
+    jobs, parents = runs[~is_parent], runs[is_parent]
+    if sweep_id is None and filter_string is None and "tags.sweep_id" in jobs:
+        if parents.empty:
+            raise ReportError("no sweep found; pass --sweep-id or --filter")
+        sweep_id = parents.sort_values("start_time").iloc[-1]["tags.sweep_id"]
+    if sweep_id is not None:
+        jobs = jobs[jobs.get("tags.sweep_id", pd.Series(index=jobs.index)) == sweep_id]
+    if jobs.empty:
+        raise ReportError(f"no runs match sweep {sweep_id!r}")
+    jobs = jobs.assign(run_name=jobs["tags.mlflow.runName"])
+    label = f"sweep {sweep_id}" if sweep_id else f"filter {filter_string!r}"
+    return jobs.reset_index(drop=True), label
+
+
+def histories(runs: pd.DataFrame) -> pd.DataFrame:
+    """Long table: run_id, key, step, value for the per-epoch metrics."""
+    client = MlflowClient()
+    rows = [
+        {"run_id": run_id, "key": key, "step": m.step, "value": m.value}
+        for run_id in runs["run_id"]
+        for key in HISTORY_KEYS
+        for m in client.get_metric_history(run_id, key)
+    ]
+    return pd.DataFrame(rows, columns=["run_id", "key", "step", "value"])
+
+
+def setting_signature(runs: pd.DataFrame) -> pd.Series:
+    """Every param except implementation, seed and tracking: runs compared must share it."""
+    cols = sorted(
+        c for c in runs.columns if c.startswith("params.") and not c.startswith(SETTING_EXCLUDE)
+    )
+    return runs[cols].astype(str).agg("|".join, axis=1)

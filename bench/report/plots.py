@@ -1,0 +1,108 @@
+"""The report's figures (matplotlib, written as PNG)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def learning_curves(rows: pd.DataFrame, hist: pd.DataFrame, out: Path) -> Path:
+    """Val accuracy and train loss against epoch and wall time; seed spread shaded."""
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7))
+    merged = hist.merge(rows[["run_id", "implementation"]], on="run_id")
+    for impl, g in merged.groupby("implementation"):
+        for row, key in enumerate(("val_accuracy", "train_loss")):
+            curves = g[g.key == key].pivot_table(index="step", columns="run_id", values="value")
+            times = (
+                g[g.key == "epoch_time_s"]
+                .pivot_table(index="step", columns="run_id", values="value")
+                .cumsum()
+            )
+            if curves.empty:
+                continue
+            lo, mid, hi = curves.min(axis=1), curves.median(axis=1), curves.max(axis=1)
+            axes[row, 0].plot(curves.index, mid, marker="o", label=impl)
+            axes[row, 0].fill_between(curves.index, lo, hi, alpha=0.2)
+            t = times.median(axis=1).reindex(curves.index)
+            axes[row, 1].plot(t, mid, marker="o", label=impl)
+            axes[row, 1].fill_between(t, lo, hi, alpha=0.2)
+            axes[row, 0].set_ylabel(key)
+    for ax, xlabel in zip(axes.flat, ("epoch", "training seconds") * 2):
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend()
+    return _save(fig, out)
+
+
+def epoch_times(rows: pd.DataFrame, hist: pd.DataFrame, out: Path) -> Path:
+    merged = hist[(hist.key == "epoch_time_s") & (hist.step >= 2)].merge(
+        rows[["run_id", "implementation"]], on="run_id"
+    )
+    impls = sorted(merged.implementation.unique())
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.boxplot([merged[merged.implementation == i].value for i in impls], tick_labels=impls)
+    ax.set_ylabel("steady-state epoch time (s, epochs 2+)")
+    ax.grid(alpha=0.3)
+    return _save(fig, out)
+
+
+def accuracy_vs_time(rows: pd.DataFrame, out: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for impl, g in rows.groupby("implementation"):
+        ax.scatter(g.total_time_s, g.test_accuracy, label=impl)
+    ax.set_xlabel("total job time (s)")
+    ax.set_ylabel("test accuracy")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return _save(fig, out)
+
+
+def time_to_thresholds(rows: pd.DataFrame, thresholds, out: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for impl, g in rows.groupby("implementation"):
+        ax.plot(
+            [t * 100 for t in thresholds],
+            [g[f"to_{t:.3g}"].mean() for t in thresholds],
+            marker="o",
+            label=impl,
+        )
+    ax.set_xlabel("validation accuracy threshold (%)")
+    ax.set_ylabel("training seconds to reach it")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return _save(fig, out)
+
+
+def misclassified(
+    images: np.ndarray,
+    labels: np.ndarray,
+    predicted: np.ndarray,
+    title: str,
+    out: Path,
+    count: int = 24,
+) -> Path:
+    wrong = np.flatnonzero(predicted != labels)[:count]
+    cols = 8
+    fig, axes = plt.subplots(
+        max(1, -(-len(wrong) // cols)), cols, figsize=(cols * 1.1, 4.2), squeeze=False
+    )
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, wrong):
+        ax.imshow(images[i], cmap="gray_r")
+        ax.set_title(f"{labels[i]}→{predicted[i]}", fontsize=8, color="firebrick")
+    fig.suptitle(title)
+    return _save(fig, out)

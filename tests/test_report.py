@@ -1,0 +1,62 @@
+"""The report on a real SQLite store filled by a small real sweep."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from bench.report.cli import main as report_main
+from tests.test_app import SMALL, mnist_bench, runs_of
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("report")
+    proc = mnist_bench(tmp, "-m", "implementation=numpy,tf_tape,keras", "seed=0,1", *SMALL)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return tmp
+
+
+def test_report_files_table_and_numbers(swept):
+    runs = [r for r in runs_of(swept) if "sweep_parent" not in r.data.tags]
+    victim = runs[0]
+    MlflowClient().set_tag(victim.info.run_id, "mlflow.runName", "<script>alert(1)</script>")
+    uri = f"sqlite:///{swept}/mlflow.db"
+    assert report_main(["--tracking-uri", uri, "--name", "r", "--out", str(swept)]) == 0
+    out = swept / "r"
+    for name in (
+        "report.md",
+        "report.html",
+        "runs.csv",
+        "learning_curves.png",
+        "epoch_times.png",
+        "accuracy_vs_time.png",
+        "time_to_accuracy.png",
+    ):
+        assert (out / name).stat().st_size > 0, name
+    md = (out / "report.md").read_text()
+    for impl in ("numpy", "tf_tape", "keras"):
+        row = next(line for line in md.splitlines() if line.startswith(f"| {impl} | cpu |"))
+        assert row.split("|")[4].strip() == "2", row  # runs per implementation
+    assert "faster than" in md and "Reproducibility checklist" in md
+    html = (out / "report.html").read_text()
+    assert "<script>alert" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    csv = pd.read_csv(out / "runs.csv").set_index("run_id")
+    assert len(csv) == 6
+    for r in runs:
+        for key in ("test_accuracy", "train_time_s", "samples_per_s"):
+            assert csv.loc[r.info.run_id, f"metrics.{key}"] == pytest.approx(
+                r.data.metrics[key], rel=1e-12
+            )
+
+
+def test_empty_experiment_or_filter_is_a_clear_error(swept, tmp_path, capsys):
+    uri = f"sqlite:///{swept}/mlflow.db"
+    assert report_main(["--tracking-uri", uri, "--experiment", "nope"]) == 1
+    assert "experiment 'nope' not found" in capsys.readouterr().err
+    assert report_main(["--tracking-uri", uri, "--filter", "tags.preset = 'none'"]) == 1
+    assert "has no runs matching" in capsys.readouterr().err
+    MlflowClient(uri).create_experiment("empty")
+    assert report_main(["--tracking-uri", uri, "--experiment", "empty"]) == 1
+    assert "experiment 'empty' has no runs" in capsys.readouterr().err
