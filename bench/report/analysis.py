@@ -131,7 +131,7 @@ def paired_speedups(rows: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     with a percentile bootstrap 95% CI over the seeds."""
     rng = np.random.default_rng(seed)
     records = []
-    for (preset, sig), g in rows.groupby(["preset", "signature"]):
+    for (preset, _sig), g in rows.groupby(["preset", "signature"]):
         by_impl = g.pivot_table(index="seed", columns="implementation", values="steady_epoch_s")
         for a, b in itertools.permutations(by_impl.columns, 2):
             ratio = (by_impl[b] / by_impl[a]).dropna().to_numpy()
