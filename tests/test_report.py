@@ -60,3 +60,16 @@ def test_empty_experiment_or_filter_is_a_clear_error(swept, tmp_path, capsys):
     MlflowClient(uri).create_experiment("empty")
     assert report_main(["--tracking-uri", uri, "--experiment", "empty"]) == 1
     assert "experiment 'empty' has no runs" in capsys.readouterr().err
+
+
+def test_mixed_selection_with_a_failed_run(swept):
+    """Presets with other params, and a run that failed, in one report."""
+    proc = mnist_bench(swept, "+experiment=relu_mcp", "implementation=keras", *SMALL)
+    assert proc.returncode == 1
+    uri = f"sqlite:///{swept}/mlflow.db"
+    args = ["--tracking-uri", uri, "--filter", "tags.preset != 'none'", "--name", "mixed",
+            "--out", str(swept)]
+    assert report_main(args) == 0
+    md = (swept / "mixed" / "report.md").read_text()
+    assert "Not finished (left out of the statistics): relu_mcp-keras-s0 (FAILED)" in md
+    assert "WARNING" not in md.split("## Fairness check")[1].split("##")[0]

@@ -60,4 +60,4 @@ def setting_signature(runs: pd.DataFrame) -> pd.Series:
     cols = sorted(
         c for c in runs.columns if c.startswith("params.") and not c.startswith(SETTING_EXCLUDE)
     )
-    return runs[cols].astype(str).agg("|".join, axis=1)
+    return runs[cols].apply(lambda row: "|".join(map(str, row)), axis=1)
