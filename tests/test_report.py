@@ -67,8 +67,16 @@ def test_mixed_selection_with_a_failed_run(swept):
     proc = mnist_bench(swept, "+experiment=relu_mcp", "implementation=keras", *SMALL)
     assert proc.returncode == 1
     uri = f"sqlite:///{swept}/mlflow.db"
-    args = ["--tracking-uri", uri, "--filter", "tags.preset != 'none'", "--name", "mixed",
-            "--out", str(swept)]
+    args = [
+        "--tracking-uri",
+        uri,
+        "--filter",
+        "tags.preset != 'none'",
+        "--name",
+        "mixed",
+        "--out",
+        str(swept),
+    ]
     assert report_main(args) == 0
     md = (swept / "mixed" / "report.md").read_text()
     assert "Not finished (left out of the statistics): relu_mcp-keras-s0 (FAILED)" in md

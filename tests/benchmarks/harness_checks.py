@@ -23,8 +23,9 @@ from tests.conftest import ROOT
 
 def cfg_for(store: str, *overrides: str):
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose("config", overrides=["+experiment=compare", f"tracking.uri={store}",
-                                            *overrides])
+        return compose(
+            "config", overrides=["+experiment=compare", f"tracking.uri={store}", *overrides]
+        )
 
 
 def timed(cfg) -> float:
@@ -37,11 +38,14 @@ def tracking_overhead(store: str, repeats: int, implementation: str) -> None:
     on, off = [], []
     for _ in range(repeats):
         on.append(timed(cfg_for(store, f"implementation={implementation}")))
-        off.append(timed(cfg_for(store, f"implementation={implementation}",
-                                 "tracking.enabled=false")))
+        off.append(
+            timed(cfg_for(store, f"implementation={implementation}", "tracking.enabled=false"))
+        )
     m_on, m_off = statistics.median(on), statistics.median(off)
-    print(f"tracking overhead ({implementation}, 5 epochs, {repeats} repeats): on {m_on:.2f}s, "
-          f"off {m_off:.2f}s, ratio {m_on / m_off:.3f} ({(m_on - m_off):+.2f}s)")
+    print(
+        f"tracking overhead ({implementation}, 5 epochs, {repeats} repeats): on {m_on:.2f}s, "
+        f"off {m_off:.2f}s, ratio {m_on / m_off:.3f} ({(m_on - m_off):+.2f}s)"
+    )
 
 
 def position_independence(store: str) -> None:
@@ -50,8 +54,9 @@ def position_independence(store: str) -> None:
         assert run(cfg_for(store, f"implementation={implementation}", "seed=0"))
     client = MlflowClient(store)
     exp = client.get_experiment_by_name("mnist-bench")
-    runs = client.search_runs([exp.experiment_id], "tags.implementation = 'keras'",
-                              order_by=["attributes.start_time ASC"])
+    runs = client.search_runs(
+        [exp.experiment_id], "tags.implementation = 'keras'", order_by=["attributes.start_time ASC"]
+    )
     first, last = runs[0].info.run_id, runs[-1].info.run_id
 
     def history(run_id, key):
@@ -59,9 +64,11 @@ def position_independence(store: str) -> None:
 
     same = history(first, "train_loss") == history(last, "train_loss")
     t_first, t_last = history(first, "epoch_time_s"), history(last, "epoch_time_s")
-    print(f"position independence (keras first vs last of {order}): identical losses: {same}; "
-          f"median epoch {statistics.median(t_first[1:]):.3f}s vs "
-          f"{statistics.median(t_last[1:]):.3f}s; first epoch {t_first[0]:.3f}s vs {t_last[0]:.3f}s")
+    print(
+        f"position independence (keras first vs last of {order}): identical losses: {same}; "
+        f"median epoch {statistics.median(t_first[1:]):.3f}s vs "
+        f"{statistics.median(t_last[1:]):.3f}s; first epoch {t_first[0]:.3f}s vs {t_last[0]:.3f}s"
+    )
 
 
 def main() -> None:
