@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # searches its cache and downloads.
 export MNIST_BENCH_DATA_DIR ?= $(abspath $(wildcard ../shared/data))
 
-.PHONY: help install demo test test-fast lint report ui speed
+.PHONY: help install demo test test-fast lint report ui reference
 help:            ## show this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
@@ -32,6 +32,14 @@ lint: $(STAMP)   ## ruff lint and format check
 
 report: $(STAMP) ## write results/<name>/report.html for the latest sweep
 	$(VENV)/bin/mnist-bench-report
+
+REF := tracking.experiment=reference
+reference: $(STAMP) ## regenerate results/reference: compare + tutorial presets (~12 min, 2 cores)
+	$(VENV)/bin/mnist-bench -m +experiment=compare $(REF)
+	$(VENV)/bin/mnist-bench -m +experiment=keras_dense512,tape_sigmoid implementation=numpy,tf_tape,keras $(REF)
+	$(VENV)/bin/mnist-bench -m +experiment=relu_mcp implementation=numpy,tf_tape $(REF)
+	$(VENV)/bin/mnist-bench +experiment=simple_network implementation=numpy $(REF)
+	$(VENV)/bin/mnist-bench-report --experiment reference --all --name reference
 
 ui: $(STAMP)     ## MLflow UI on http://127.0.0.1:5000 over the local store
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///results/mlflow.db --host 127.0.0.1 --port 5000

@@ -251,12 +251,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--filter", help="an MLflow filter string, e.g. \"tags.preset = 'compare'\""
     )
+    parser.add_argument("--all", action="store_true", help="every run of the experiment")
     parser.add_argument("--name", help="folder under --out; default: the sweep id")
     parser.add_argument("--out", default="results")
     args = parser.parse_args(argv)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
-        runs, label = select_runs(args.tracking_uri, args.experiment, args.sweep_id, args.filter)
+        runs, label = select_runs(
+            args.tracking_uri, args.experiment, args.sweep_id, args.filter, args.all
+        )
         name = args.name or label.split()[-1].strip("'").replace(" ", "_")
         path = build_report(runs, label, Path(args.out) / name)
     except ReportError as e:

@@ -15,9 +15,14 @@ class ReportError(Exception):
 
 
 def select_runs(
-    uri: str, experiment: str, sweep_id: str | None = None, filter_string: str | None = None
+    uri: str,
+    experiment: str,
+    sweep_id: str | None = None,
+    filter_string: str | None = None,
+    all_runs: bool = False,
 ) -> tuple[pd.DataFrame, str]:
-    """Finished-or-not job runs (not sweep parents) of one selection, and its description."""
+    """Job runs (not sweep parents, any status) of one selection, and its description.
+    Default: the latest sweep."""
     mlflow.set_tracking_uri(uri)
     exp = mlflow.get_experiment_by_name(experiment)
     if exp is None:
@@ -30,7 +35,8 @@ def select_runs(
         )
     is_parent = runs.get("tags.sweep_parent", pd.Series(index=runs.index)).eq("true")
     jobs, parents = runs[~is_parent], runs[is_parent]
-    if sweep_id is None and filter_string is None and "tags.sweep_id" in jobs:
+    latest = sweep_id is None and filter_string is None and not all_runs
+    if latest and "tags.sweep_id" in jobs:
         if parents.empty:
             raise ReportError("no sweep found; pass --sweep-id or --filter")
         sweep_id = parents.sort_values("start_time").iloc[-1]["tags.sweep_id"]
@@ -39,7 +45,12 @@ def select_runs(
     if jobs.empty:
         raise ReportError(f"no runs match sweep {sweep_id!r}")
     jobs = jobs.assign(run_name=jobs["tags.mlflow.runName"])
-    label = f"sweep {sweep_id}" if sweep_id else f"filter {filter_string!r}"
+    if sweep_id:
+        label = f"sweep {sweep_id}"
+    elif filter_string:
+        label = f"filter {filter_string!r}"
+    else:
+        label = f"all runs of {experiment}"
     return jobs.reset_index(drop=True), label
 
 
