@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -45,9 +47,9 @@ def run(cfg: DictConfig) -> bool:
         observers.append(tracker)
     try:
         result = run_job(job, observers)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (see Terminated)
         if tracker:
-            tracker.fail("interrupted (SIGINT)", status="KILLED")
+            tracker.fail(str(e) or "interrupted (SIGINT)", status="KILLED")
         raise
     except Exception as e:  # the run must end FAILED with the reason, never stay RUNNING
         reason = f"{type(e).__name__}: {e}" if not _is_user_error(e) else str(e)
@@ -89,10 +91,27 @@ def hydra_main(cfg: DictConfig) -> None:
     run(cfg)
 
 
-def main() -> None:
-    from bench.tracking import FAILURES
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: the current run ends KILLED, the process exits non-zero."""
 
-    hydra_main()
+
+def _terminate(signum, frame) -> None:
+    raise Terminated("terminated (SIGTERM)")
+
+
+def main() -> None:
+    from bench.tracking import FAILURES, PARENT_RUN_ENV
+
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        hydra_main()
+    except KeyboardInterrupt as e:
+        if parent := os.environ.get(PARENT_RUN_ENV):  # the sweep stops with its current run
+            from mlflow import MlflowClient
+
+            MlflowClient().set_terminated(parent, "KILLED")
+        print(f"error: {e or 'interrupted (SIGINT)'}", file=sys.stderr)
+        sys.exit(130)
     if FAILURES:
         sys.exit(1)
 

@@ -16,7 +16,13 @@ from hydra.experimental.callback import Callback
 from mlflow import MlflowClient
 from omegaconf import DictConfig
 
-from bench.tracking import FAILURES, PARENT_RUN_ENV, SWEEP_ID_ENV, ensure_experiment
+from bench.tracking import (
+    FAILURES,
+    PARENT_RUN_ENV,
+    SWEEP_ID_ENV,
+    ensure_experiment,
+    process_tags,
+)
 
 
 class MlflowSweepCallback(Callback):
@@ -29,6 +35,7 @@ class MlflowSweepCallback(Callback):
             experiment_id,
             run_name=f"sweep-{config.preset}-{sweep_id}",
             tags={
+                **process_tags(),
                 "sweep_id": sweep_id,
                 "sweep_parent": "true",
                 "sweep_command": " ".join(["mnist-bench", *sys.argv[1:]]),

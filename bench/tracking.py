@@ -10,11 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import tempfile
 from pathlib import Path
 
 import mlflow
 import numpy as np
+import psutil
+from mlflow import MlflowClient
 from mlflow.data.http_dataset_source import HTTPDatasetSource
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
@@ -33,6 +36,36 @@ def tracking_uri(tracking: DictConfig) -> str:
     return tracking.uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
 
 
+def process_tags() -> dict[str, str]:
+    """Who owns a run: lets a later job tell a live run from one whose process died."""
+    me = psutil.Process()
+    return {
+        "host": socket.gethostname(),
+        "pid": str(me.pid),
+        "pid_started": f"{me.create_time():.3f}",
+    }
+
+
+def owner_alive(tags: dict[str, str]) -> bool:
+    try:
+        return f"{psutil.Process(int(tags['pid'])).create_time():.3f}" == tags["pid_started"]
+    except (psutil.NoSuchProcess, KeyError, ValueError):
+        return False
+
+
+def reap_stale_runs(experiment_id: str) -> list[str]:
+    """Runs of this host left RUNNING by a process that no longer exists end FAILED."""
+    client = MlflowClient()
+    reaped = []
+    for run in client.search_runs([experiment_id], "attributes.status = 'RUNNING'"):
+        tags = run.data.tags
+        if tags.get("host") == socket.gethostname() and not owner_alive(tags):
+            client.set_tag(run.info.run_id, "failure_reason", "stale: process gone")
+            client.set_terminated(run.info.run_id, "FAILED")
+            reaped.append(run.info.run_name)
+    return reaped
+
+
 def ensure_experiment(tracking: DictConfig) -> str:
     """Sets the tracking URI and returns the experiment id, creating store and experiment."""
     uri = tracking_uri(tracking)
@@ -41,6 +74,7 @@ def ensure_experiment(tracking: DictConfig) -> str:
     mlflow.set_tracking_uri(uri)
     experiment = mlflow.get_experiment_by_name(tracking.experiment)
     if experiment is not None:
+        reap_stale_runs(experiment.experiment_id)
         return experiment.experiment_id
     location = None
     if not uri.startswith(("http://", "https://")):
@@ -83,7 +117,7 @@ class MlflowRun:
         self.cfg = cfg
         self.experiment_id = ensure_experiment(cfg.tracking)
         parent = os.environ.get(PARENT_RUN_ENV)
-        tags = {**tags, "config_hash": config_hash(cfg)}
+        tags = {**tags, **process_tags(), "config_hash": config_hash(cfg)}
         if sweep_id := os.environ.get(SWEEP_ID_ENV):
             tags["sweep_id"] = sweep_id
         self.run = mlflow.start_run(

@@ -39,8 +39,8 @@ class KerasMLP:
         model: ModelSpec,
         optimizer: OptimizerSpec,
         batch_size: int,
-        weights: list[np.ndarray] | None,
-        seed: int,
+        weights: list[np.ndarray] | None = None,
+        seed: int = 0,
     ):
         if optimizer.output_lr is not None:
             raise SpecError(
@@ -98,11 +98,4 @@ class KerasMLP:
         self.model.set_weights(weights)
 
 
-def build(
-    model: ModelSpec,
-    optimizer: OptimizerSpec,
-    batch_size: int,
-    weights: list[np.ndarray] | None = None,
-    seed: int = 0,
-) -> KerasMLP:
-    return KerasMLP(model, optimizer, batch_size, weights, seed)
+build = KerasMLP  # the module's entry point: build(model, optimizer, batch_size, weights, seed)

@@ -141,8 +141,8 @@ class ScratchMLP:
         model: ModelSpec,
         optimizer: OptimizerSpec,
         batch_size: int,
-        weights: list[np.ndarray] | None,
-        seed: int,
+        weights: list[np.ndarray] | None = None,
+        seed: int = 0,
     ):
         self.model = model
         self.batch_size = check_batch_size(batch_size)
@@ -230,11 +230,4 @@ class ScratchMLP:
             p[...] = w
 
 
-def build(
-    model: ModelSpec,
-    optimizer: OptimizerSpec,
-    batch_size: int,
-    weights: list[np.ndarray] | None = None,
-    seed: int = 0,
-) -> ScratchMLP:
-    return ScratchMLP(model, optimizer, batch_size, weights, seed)
+build = ScratchMLP  # the module's entry point: build(model, optimizer, batch_size, weights, seed)

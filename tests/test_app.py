@@ -22,8 +22,8 @@ PRESETS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
 SMALL = ["dataset.n_train=2000", "train.epochs=2"]
 
 
-def mnist_bench(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    """The console command as a user runs it, with its store in tmp_path."""
+def command(tmp_path: Path, *args: str) -> list[str]:
+    """The console command as a user types it, with its store in tmp_path."""
     store = [
         f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
         f"tracking.artifact_root={tmp_path}/artifacts",
@@ -32,9 +32,16 @@ def mnist_bench(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     ]
     flags = [a for a in args if a.startswith("-") or a in ("job", "hydra")]
     overrides = [a for a in args if a not in flags]
-    cmd = [sys.executable, "-m", "bench", *flags, *overrides, *store]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+    return [sys.executable, "-m", "bench", *flags, *overrides, *store]
+
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def mnist_bench(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        command(tmp_path, *args), cwd=tmp_path, capture_output=True, text=True, timeout=600, env=ENV
+    )
 
 
 def runs_of(tmp_path: Path):
