@@ -33,13 +33,15 @@ lint: $(STAMP)   ## ruff lint and format check
 report: $(STAMP) ## write results/<name>/report.html for the latest sweep
 	$(VENV)/bin/mnist-bench-report
 
-REF := tracking.experiment=reference
+REF_DB := results/reference.db
+REF := tracking.uri=sqlite:///$(REF_DB) tracking.artifact_root=results/reference-artifacts
 reference: $(STAMP) ## regenerate results/reference: compare + tutorial presets (~12 min, 2 cores)
+	rm -rf $(REF_DB) results/reference-artifacts
 	$(VENV)/bin/mnist-bench -m +experiment=compare $(REF)
 	$(VENV)/bin/mnist-bench -m +experiment=keras_dense512,tape_sigmoid implementation=numpy,tf_tape,keras $(REF)
 	$(VENV)/bin/mnist-bench -m +experiment=relu_mcp implementation=numpy,tf_tape $(REF)
 	$(VENV)/bin/mnist-bench +experiment=simple_network implementation=numpy $(REF)
-	$(VENV)/bin/mnist-bench-report --experiment reference --all --name reference
+	$(VENV)/bin/mnist-bench-report --tracking-uri sqlite:///$(REF_DB) --all --name reference
 
 ui: $(STAMP)     ## MLflow UI on http://127.0.0.1:5000 over the local store
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///results/mlflow.db --host 127.0.0.1 --port 5000
