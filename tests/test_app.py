@@ -211,3 +211,47 @@ def test_bad_override_exits_non_zero_in_one_line(tmp_path):
         "error: optimizer.lr=-1 must be a positive float"
     )
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_settings_fixed_at_tensorflow_start_cannot_change_inside_one_sweep(tmp_path):
+    proc = mnist_bench(
+        tmp_path,
+        "-m",
+        "implementation=tf_tape",
+        "train.threads=1,2",
+        "dataset.n_train=500",
+        "train.epochs=1",
+    )
+    assert proc.returncode == 1
+    assert (
+        "train.threads=2 cannot change inside one process (TensorFlow started with 1)"
+        in proc.stderr
+    )
+    statuses = sorted(
+        (r.data.params["train.threads"], r.info.status)
+        for r in runs_of(tmp_path)
+        if "sweep_parent" not in r.data.tags
+    )
+    assert statuses == [("1", "FINISHED"), ("2", "FAILED")]
+
+
+def test_gpu_without_a_gpu_fails_clearly(tmp_path):
+    proc = mnist_bench(tmp_path, "implementation=tf_tape", "device=gpu", *SMALL)
+    assert proc.returncode == 1
+    assert "device=gpu but TensorFlow sees no GPU; use device=cpu" in proc.stderr
+
+
+def test_a_param_too_long_for_mlflow_goes_to_the_config_artifact(tmp_path):
+    note = "x" * 7000
+    cfg = compose_cfg(
+        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+        f"tracking.artifact_root={tmp_path}/artifacts",
+        f"+note={note}",
+        "dataset.n_train=500",
+        "train.epochs=1",
+    )
+    assert run(cfg)
+    (r,) = runs_of(tmp_path)
+    assert "note" not in r.data.params and r.data.tags["params_in_config_artifact"] == "note"
+    text = MlflowClient().download_artifacts(r.info.run_id, "config.yaml", str(tmp_path))
+    assert note in open(text).read()

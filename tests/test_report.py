@@ -81,3 +81,24 @@ def test_mixed_selection_with_a_failed_run(swept):
     md = (swept / "mixed" / "report.md").read_text()
     assert "Not finished (left out of the statistics): relu_mcp-keras-s0 (FAILED)" in md
     assert "WARNING" not in md.split("## Fairness check")[1].split("##")[0]
+
+
+def test_a_differing_setting_is_flagged_next_to_its_rows(swept):
+    proc = mnist_bench(swept, "implementation=numpy", "seed=5", "train.batch_size=64", *SMALL)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    uri = f"sqlite:///{swept}/mlflow.db"
+    args = [
+        "--tracking-uri",
+        uri,
+        "--filter",
+        "tags.preset = 'custom'",
+        "--name",
+        "unfair",
+        "--out",
+        str(swept),
+    ]
+    assert report_main(args) == 0
+    md = (swept / "unfair" / "report.md").read_text()
+    assert "WARNING custom: train.batch_size differs: 128, 64" in md
+    numpy_rows = [line for line in md.splitlines() if line.startswith("| numpy | cpu | custom")]
+    assert numpy_rows and all("train.batch_size differs" in row for row in numpy_rows)

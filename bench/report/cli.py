@@ -60,6 +60,11 @@ def build_report(runs: pd.DataFrame, label: str, out_dir: Path) -> Path:
     rows = analysis.per_run(runs, hist)
     finished = rows[rows.status == "FINISHED"]
     table = analysis.summary(finished)
+    warnings = analysis.fairness_warnings(runs)
+    if not table.empty:  # the warning stands next to the rows it concerns
+        table["fairness"] = table.preset.map(
+            lambda p: "; ".join(w.split(": ", 1)[1] for w in warnings if w.startswith(f"{p}: "))
+        )
     metric_cols = ["run_id", "run_name", "status"] + [
         c for c in runs.columns if c.startswith(("metrics.", "params.", "tags."))
     ]
@@ -134,7 +139,6 @@ def build_report(runs: pd.DataFrame, label: str, out_dir: Path) -> Path:
         )
     )
 
-    warnings = analysis.fairness_warnings(runs)
     sections.append(
         Section(
             "Fairness check",

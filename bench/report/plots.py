@@ -12,9 +12,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 
-def _save(fig, path: Path) -> Path:
+def _save(fig, path: Path, dpi: int = 90) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
 
@@ -92,17 +92,16 @@ def misclassified(
     predicted: np.ndarray,
     title: str,
     out: Path,
-    count: int = 24,
+    count: int = 16,
 ) -> Path:
     wrong = np.flatnonzero(predicted != labels)[:count]
     cols = 8
-    fig, axes = plt.subplots(
-        max(1, -(-len(wrong) // cols)), cols, figsize=(cols * 1.1, 4.2), squeeze=False
-    )
+    rows = max(1, -(-len(wrong) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.1, rows * 1.3 + 0.4), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, i in zip(axes.flat, wrong):
         ax.imshow(images[i], cmap="gray_r")
         ax.set_title(f"{labels[i]}→{predicted[i]}", fontsize=8, color="firebrick")
     fig.suptitle(title)
-    return _save(fig, out)
+    return _save(fig, out, dpi=60)  # small: the HTML report embeds one grid per run group
