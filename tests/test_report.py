@@ -29,7 +29,7 @@ def test_report_files_table_and_numbers(swept):
         "report.md",
         "report.html",
         "runs.csv",
-        "learning_curves.png",
+        "learning_curves_custom.png",
         "epoch_times.png",
         "accuracy_vs_time.png",
         "time_to_accuracy.png",

@@ -148,8 +148,12 @@ def paired_speedups(rows: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
                     "seeds": len(ratio),
                     "speedup": ratio.mean(),
                     "95% CI": f"{lo:.2f}-{hi:.2f}",
-                    "statement": f"{a} is {ratio.mean():.2f}x faster than {b} "
-                    f"(95% CI {lo:.2f}-{hi:.2f}, {len(ratio)} seeds)",
+                    "statement": f"{preset}: {a} is {ratio.mean():.2f}x faster than {b} ("
+                    + (
+                        f"95% paired bootstrap CI {lo:.2f}-{hi:.2f}, {len(ratio)} seeds)"
+                        if len(ratio) > 1
+                        else "1 seed: no CI)"
+                    ),
                 }
             )
     return pd.DataFrame(records)

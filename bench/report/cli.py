@@ -150,7 +150,10 @@ def build_report(runs: pd.DataFrame, label: str, out_dir: Path) -> Path:
         Section(
             "Learning curves",
             ["Median over seeds; band = min-max."],
-            images=[plots.learning_curves(finished, hist, out_dir / "learning_curves.png")],
+            images=[
+                plots.learning_curves(g, hist, preset, out_dir / f"learning_curves_{preset}.png")
+                for preset, g in finished.groupby("preset")
+            ],
         )
     )
     repro = analysis.reproduction(finished)

@@ -19,7 +19,7 @@ def _save(fig, path: Path, dpi: int = 90) -> Path:
     return path
 
 
-def learning_curves(rows: pd.DataFrame, hist: pd.DataFrame, out: Path) -> Path:
+def learning_curves(rows: pd.DataFrame, hist: pd.DataFrame, preset: str, out: Path) -> Path:
     """Val accuracy and train loss against epoch and wall time; seed spread shaded."""
     fig, axes = plt.subplots(2, 2, figsize=(11, 7))
     merged = hist.merge(rows[["run_id", "implementation"]], on="run_id")
@@ -34,16 +34,21 @@ def learning_curves(rows: pd.DataFrame, hist: pd.DataFrame, out: Path) -> Path:
             if curves.empty:
                 continue
             lo, mid, hi = curves.min(axis=1), curves.median(axis=1), curves.max(axis=1)
-            axes[row, 0].plot(curves.index, mid, marker="o", label=impl)
+            marker = "o" if len(curves) <= 50 else None
+            axes[row, 0].plot(curves.index, mid, marker=marker, label=impl)
             axes[row, 0].fill_between(curves.index, lo, hi, alpha=0.2)
             t = times.median(axis=1).reindex(curves.index)
-            axes[row, 1].plot(t, mid, marker="o", label=impl)
+            axes[row, 1].plot(t, mid, marker=marker, label=impl)
             axes[row, 1].fill_between(t, lo, hi, alpha=0.2)
             axes[row, 0].set_ylabel(key)
     for ax, xlabel in zip(axes.flat, ("epoch", "training seconds") * 2):
         ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)
-    axes[0, 0].legend()
+    axes[1, 0].legend()
+    for ax in axes[0]:
+        if not ax.lines:
+            ax.text(0.5, 0.5, "no validation set (val_size=0)", ha="center", transform=ax.transAxes)
+    fig.suptitle(f"{preset}: learning curves")
     return _save(fig, out)
 
 
