@@ -10,7 +10,7 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 from bench import runtime
 from bench.settings import ConfigError, job_from_config
@@ -23,6 +23,9 @@ def run(cfg: DictConfig) -> bool:
     """Run one job; True if it finished. Failures are logged in one line, never raised, so a
     sweep goes on; Ctrl-C ends the run KILLED and stops."""
     runtime.quiet_tensorflow()
+    parallel = parallel_jobs()
+    if parallel > 1 and cfg.train.threads:
+        share_thread_budget(cfg, parallel)
     try:
         job = job_from_config(cfg)
     except ConfigError as e:
@@ -43,6 +46,8 @@ def run(cfg: DictConfig) -> bool:
         }
         if HydraConfig.initialized():
             tags["hydra_overrides"] = " ".join(HydraConfig.get().overrides.task)
+        if parallel > 1:  # timings measured beside other jobs: the report flags them
+            tags["parallel_jobs"] = str(parallel)
         tracker = MlflowRun(cfg, job.run_name, tags)
         observers.append(tracker)
     try:
@@ -68,6 +73,27 @@ def run(cfg: DictConfig) -> bool:
         m["train_time_s"],
     )
     return True
+
+
+def parallel_jobs() -> int:
+    """How many jobs the launcher runs at once (joblib's n_jobs), 1 when serial."""
+    if not HydraConfig.initialized():
+        return 1
+    n_jobs = HydraConfig.get().launcher.get("n_jobs") or 1
+    if n_jobs < 0:  # joblib: -1 = one job per core
+        return os.cpu_count() or 1
+    return int(n_jobs)
+
+
+def share_thread_budget(cfg: DictConfig, parallel: int) -> None:
+    """Jobs side by side split the thread budget, so they do not oversubscribe the cores; the
+    run records the threads it really had."""
+    threads = max(1, cfg.train.threads // parallel)
+    log.info(
+        "%d jobs in parallel: train.threads %d -> %d per job", parallel, cfg.train.threads, threads
+    )
+    with open_dict(cfg):
+        cfg.train.threads = threads
 
 
 def _is_user_error(e: Exception) -> bool:
