@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import resource
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -45,12 +47,26 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
+def reset_peak_rss() -> None:
+    """Start a job's memory peak afresh, so an earlier job in the same process (Hydra's basic
+    launcher) does not leave its peak behind (Linux; elsewhere the process peak is kept)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    try:
+        status = Path("/proc/self/status").read_text()
+        return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
+    except (OSError, AttributeError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
 def run_job(job: Job, observers: list[Observer]) -> Result:
     start = time.perf_counter()
+    reset_peak_rss()
     with threadpool_limits(limits=job.threads):
         build = load_build(job.module)  # imports the framework (TensorFlow only if needed)
         runtime.configure(job)

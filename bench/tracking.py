@@ -111,7 +111,8 @@ def config_hash(cfg: DictConfig) -> str:
 
 
 class MlflowRun:
-    """The MLflow side of one job: a context manager that always ends the run."""
+    """The MLflow side of one job; the app ends it with finish() or fail(), never leaves it
+    RUNNING."""
 
     def __init__(self, cfg: DictConfig, run_name: str, tags: dict[str, str]):
         self.cfg = cfg
@@ -156,8 +157,6 @@ class MlflowRun:
             mlflow.log_artifact(str(path))
         mlflow.end_run("FINISHED")
 
-    def fail(self, reason: str, status: str = "FAILED", metrics: dict | None = None) -> None:
-        if metrics:
-            mlflow.log_metrics(metrics)
+    def fail(self, reason: str, status: str = "FAILED") -> None:
         mlflow.set_tag("failure_reason", reason[:MAX_PARAM_VAL_LENGTH])
         mlflow.end_run(status)

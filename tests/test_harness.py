@@ -1,0 +1,22 @@
+"""Harness pieces that every job relies on."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bench.harness import epoch_order, peak_rss_mb, reset_peak_rss
+
+
+def test_memory_peak_is_per_job_not_per_process():
+    big = np.ones(300 * 2**20 // 8)  # an earlier job's 300 MiB
+    before = peak_rss_mb()
+    del big
+    reset_peak_rss()
+    assert peak_rss_mb() < before - 200
+
+
+def test_batch_order_depends_on_seed_and_epoch_only():
+    a, b = epoch_order(0, 1, 1000), epoch_order(0, 1, 1000)
+    assert np.array_equal(a, b) and sorted(a) == list(range(1000))
+    assert not np.array_equal(a, epoch_order(0, 2, 1000))
+    assert not np.array_equal(a, epoch_order(1, 1, 1000))
