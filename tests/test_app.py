@@ -255,3 +255,20 @@ def test_a_param_too_long_for_mlflow_goes_to_the_config_artifact(tmp_path):
     assert "note" not in r.data.params and r.data.tags["params_in_config_artifact"] == "note"
     text = MlflowClient().download_artifacts(r.info.run_id, "config.yaml", str(tmp_path))
     assert note in open(text).read()
+
+
+def test_a_numpy_run_never_imports_tensorflow(tmp_path):
+    """Startup cost: NumPy jobs, tracking included, must not pay for TensorFlow's import."""
+    code = (
+        "import sys\n"
+        "from tests.test_app import compose_cfg\n"
+        "from bench.app import run\n"
+        f"cfg = compose_cfg('tracking.uri=sqlite:///{tmp_path}/m.db', *{SMALL!r})\n"
+        "assert run(cfg)\n"
+        "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300, env=ENV
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "[]"

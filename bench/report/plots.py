@@ -49,7 +49,7 @@ def learning_curves(rows: pd.DataFrame, hist: pd.DataFrame, preset: str, out: Pa
         if not ax.lines:
             ax.text(0.5, 0.5, "no validation set (val_size=0)", ha="center", transform=ax.transAxes)
     fig.suptitle(f"{preset}: learning curves")
-    return _save(fig, out)
+    return _save(fig, out, dpi=72)  # one figure per preset, all embedded in the HTML
 
 
 def epoch_times(rows: pd.DataFrame, hist: pd.DataFrame, out: Path) -> Path:
@@ -109,4 +109,4 @@ def misclassified(
         ax.imshow(images[i], cmap="gray_r")
         ax.set_title(f"{labels[i]}→{predicted[i]}", fontsize=8, color="firebrick")
     fig.suptitle(title)
-    return _save(fig, out, dpi=60)  # small: the HTML report embeds one grid per run group
+    return _save(fig, out, dpi=50)  # small: the HTML report embeds one grid per run group
