@@ -7,6 +7,7 @@ import pytest
 from mlflow import MlflowClient
 
 from bench.report.cli import main as report_main
+from bench.report.plots import by_setting
 from tests.test_app import SMALL, mnist_bench, runs_of
 
 
@@ -62,23 +63,27 @@ def test_empty_experiment_or_filter_is_a_clear_error(swept, tmp_path, capsys):
     assert "experiment 'empty' has no runs" in capsys.readouterr().err
 
 
+def filtered_report(swept, filter_string: str, name: str) -> str:
+    """Run the report CLI on a filtered selection of the swept store; its report.md text."""
+    uri = f"sqlite:///{swept}/mlflow.db"
+    args = ["--tracking-uri", uri, "--filter", filter_string, "--name", name, "--out", str(swept)]
+    assert report_main(args) == 0
+    return (swept / name / "report.md").read_text()
+
+
+def test_plot_groups_never_pool_presets():
+    rows = pd.DataFrame(
+        {"preset": ["a", "b", "a"], "implementation": ["numpy"] * 3, "run_id": ["1", "2", "3"]}
+    )
+    groups = {label: list(g.run_id) for label, g in by_setting(rows)}
+    assert groups == {"a / numpy": ["1", "3"], "b / numpy": ["2"]}
+
+
 def test_mixed_selection_with_a_failed_run(swept):
     """Presets with other params, and a run that failed, in one report."""
     proc = mnist_bench(swept, "+experiment=relu_mcp", "implementation=keras", *SMALL)
     assert proc.returncode == 1
-    uri = f"sqlite:///{swept}/mlflow.db"
-    args = [
-        "--tracking-uri",
-        uri,
-        "--filter",
-        "tags.preset != 'none'",
-        "--name",
-        "mixed",
-        "--out",
-        str(swept),
-    ]
-    assert report_main(args) == 0
-    md = (swept / "mixed" / "report.md").read_text()
+    md = filtered_report(swept, "tags.preset != 'none'", "mixed")
     assert "Not finished (left out of the statistics): relu_mcp-keras-s0 (FAILED)" in md
     assert "WARNING" not in md.split("## Fairness check")[1].split("##")[0]
 
@@ -86,19 +91,7 @@ def test_mixed_selection_with_a_failed_run(swept):
 def test_a_differing_setting_is_flagged_next_to_its_rows(swept):
     proc = mnist_bench(swept, "implementation=numpy", "seed=5", "train.batch_size=64", *SMALL)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    uri = f"sqlite:///{swept}/mlflow.db"
-    args = [
-        "--tracking-uri",
-        uri,
-        "--filter",
-        "tags.preset = 'custom'",
-        "--name",
-        "unfair",
-        "--out",
-        str(swept),
-    ]
-    assert report_main(args) == 0
-    md = (swept / "unfair" / "report.md").read_text()
+    md = filtered_report(swept, "tags.preset = 'custom'", "unfair")
     assert "WARNING custom: train.batch_size differs: 128, 64" in md
     numpy_rows = [line for line in md.splitlines() if line.startswith("| numpy | cpu | custom")]
     assert numpy_rows and all("train.batch_size differs" in row for row in numpy_rows)

@@ -52,41 +52,47 @@ def learning_curves(rows: pd.DataFrame, hist: pd.DataFrame, preset: str, out: Pa
     return _save(fig, out, dpi=72)  # one figure per preset, all embedded in the HTML
 
 
+def by_setting(rows: pd.DataFrame):
+    """(label, runs) per preset and implementation: runs of different presets never pool."""
+    for (preset, impl), g in rows.groupby(["preset", "implementation"]):
+        yield f"{preset} / {impl}", g
+
+
 def epoch_times(rows: pd.DataFrame, hist: pd.DataFrame, out: Path) -> Path:
-    merged = hist[(hist.key == "epoch_time_s") & (hist.step >= 2)].merge(
-        rows[["run_id", "implementation"]], on="run_id"
+    steady = hist[(hist.key == "epoch_time_s") & (hist.step >= 2)]
+    groups = list(by_setting(rows))
+    fig, ax = plt.subplots(figsize=(7, 1.5 + 0.35 * len(groups)))
+    ax.boxplot(
+        [steady[steady.run_id.isin(g.run_id)].value for _, g in groups],
+        tick_labels=[label for label, _ in groups],
+        orientation="horizontal",
     )
-    impls = sorted(merged.implementation.unique())
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.boxplot([merged[merged.implementation == i].value for i in impls], tick_labels=impls)
-    ax.set_ylabel("steady-state epoch time (s, epochs 2+)")
+    ax.set_xlabel("steady-state epoch time (s, epochs 2+)")
     ax.grid(alpha=0.3)
     return _save(fig, out)
 
 
 def accuracy_vs_time(rows: pd.DataFrame, out: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for impl, g in rows.groupby("implementation"):
-        ax.scatter(g.total_time_s, g.test_accuracy, label=impl)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, g in by_setting(rows):
+        ax.scatter(g.total_time_s, g.test_accuracy, label=label)
     ax.set_xlabel("total job time (s)")
     ax.set_ylabel("test accuracy")
-    ax.legend()
+    ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     return _save(fig, out)
 
 
 def time_to_thresholds(rows: pd.DataFrame, thresholds, out: Path) -> Path:
     fig, ax = plt.subplots(figsize=(6, 4))
-    for impl, g in rows.groupby("implementation"):
-        ax.plot(
-            [t * 100 for t in thresholds],
-            [g[f"to_{t:.3g}"].mean() for t in thresholds],
-            marker="o",
-            label=impl,
-        )
+    for label, g in by_setting(rows):
+        seconds = [g[f"to_{t:.3g}"].mean() for t in thresholds]
+        if not np.isnan(seconds).all():  # presets without a validation set have no curve
+            ax.plot([t * 100 for t in thresholds], seconds, marker="o", label=label)
     ax.set_xlabel("validation accuracy threshold (%)")
     ax.set_ylabel("training seconds to reach it")
-    ax.legend()
+    if ax.lines:
+        ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     return _save(fig, out)
 
