@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -10,45 +11,38 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from hydra.types import RunMode
+from omegaconf import DictConfig
 
 from bench import runtime
-from bench.settings import ConfigError, job_from_config
+from bench.settings import ConfigError, Job, job_from_config
 
 log = logging.getLogger("bench")
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 
 def run(cfg: DictConfig) -> bool:
-    """Run one job; True if it finished. Failures are logged in one line, never raised, so a
-    sweep goes on; Ctrl-C ends the run KILLED and stops."""
+    """Run one job; True if it finished (or had finished before and is skipped). Failures are
+    logged in one line, never raised, so a sweep goes on; Ctrl-C ends the run KILLED and stops."""
     runtime.quiet_tensorflow()
-    parallel = parallel_jobs()
-    if parallel > 1 and cfg.train.threads:
-        share_thread_budget(cfg, parallel)
     try:
         job = job_from_config(cfg)
     except ConfigError as e:
         return _failed(f"error: {e}")
-    from bench.environment import environment_tags
+    parallel = parallel_jobs()
+    if parallel > 1 and job.threads:
+        job = share_thread_budget(job, parallel)
     from bench.harness import ConsoleProgress, run_job
 
     observers = [ConsoleProgress(job)]
     tracker = None
     if cfg.tracking.enabled:
-        from bench.tracking import MlflowRun
-
-        tags = {
-            **environment_tags(job.device, job.threads),
-            "implementation": job.implementation,
-            "preset": job.preset,
-            "lockstep": str(job.lockstep).lower(),
-        }
-        if HydraConfig.initialized():
-            tags["hydra_overrides"] = " ".join(HydraConfig.get().overrides.task)
-        if parallel > 1:  # timings measured beside other jobs: the report flags them
-            tags["parallel_jobs"] = str(parallel)
-        tracker = MlflowRun(cfg, job.run_name, tags)
+        try:
+            if _finished_before(cfg, job):
+                return True
+            tracker = _start_run(cfg, job, parallel)
+        except ConfigError as e:  # tracking settings or an unreachable store
+            return _failed(f"error: {e}")
         observers.append(tracker)
     try:
         result = run_job(job, observers)
@@ -75,6 +69,41 @@ def run(cfg: DictConfig) -> bool:
     return True
 
 
+def _finished_before(cfg: DictConfig, job: Job) -> bool:
+    """With tracking.skip_completed, a config that already has a FINISHED run is not run again,
+    so re-running an interrupted sweep only runs what is missing."""
+    from bench import tracking
+
+    if not tracking.skip_completed(cfg.tracking, multirun=_in_sweep()):
+        return False
+    experiment_id = tracking.ensure_experiment(cfg.tracking)
+    done = tracking.finished_runs(experiment_id, tracking.config_hash(cfg))
+    if done:
+        log.info(
+            "%s: skipped, already FINISHED as run %s (tracking.skip_completed=false runs it again)",
+            job.run_name,
+            done[0].info.run_id,
+        )
+    return bool(done)
+
+
+def _start_run(cfg: DictConfig, job: Job, parallel: int):
+    from bench.environment import environment_tags
+    from bench.tracking import MlflowRun
+
+    tags = {
+        **environment_tags(job.device, job.threads),
+        "implementation": job.implementation,
+        "preset": job.preset,
+        "lockstep": str(job.lockstep).lower(),
+    }
+    if HydraConfig.initialized():
+        tags["hydra_overrides"] = " ".join(HydraConfig.get().overrides.task)
+    if parallel > 1:  # timings measured beside other jobs: the report flags them
+        tags["parallel_jobs"] = str(parallel)
+    return MlflowRun(cfg, job.run_name, tags)
+
+
 def parallel_jobs() -> int:
     """How many jobs the launcher runs at once (joblib's n_jobs), 1 when serial."""
     if not HydraConfig.initialized():
@@ -85,15 +114,17 @@ def parallel_jobs() -> int:
     return int(n_jobs)
 
 
-def share_thread_budget(cfg: DictConfig, parallel: int) -> None:
-    """Jobs side by side split the thread budget, so they do not oversubscribe the cores; the
-    run records the threads it really had."""
-    threads = max(1, cfg.train.threads // parallel)
-    log.info(
-        "%d jobs in parallel: train.threads %d -> %d per job", parallel, cfg.train.threads, threads
-    )
-    with open_dict(cfg):
-        cfg.train.threads = threads
+def share_thread_budget(job: Job, parallel: int) -> Job:
+    """Jobs side by side split the thread budget, so they do not oversubscribe the cores. The
+    params keep the configured budget (the run's identity); the `threads` tag records what the
+    job really had."""
+    threads = max(1, job.threads // parallel)
+    log.info("%d jobs in parallel: train.threads %d -> %d per job", parallel, job.threads, threads)
+    return dataclasses.replace(job, threads=threads)
+
+
+def _in_sweep() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def _is_user_error(e: Exception) -> bool:

@@ -2,7 +2,8 @@
 
 The parent is created once, before any job starts (which also creates the store and the
 experiment before parallel writers exist), and handed to the jobs through the environment,
-which local, joblib and submitit workers all inherit.
+which local, joblib and submitit workers all inherit. It also records the grid the sweep was
+asked to run (`sweep_grid.json`), so `mnist-bench-audit` can name what is missing.
 """
 
 from __future__ import annotations
@@ -12,24 +13,48 @@ import sys
 import uuid
 from datetime import datetime
 
+from hydra import compose
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from mlflow import MlflowClient
 from omegaconf import DictConfig
 
+from bench.audit import GRID_ARTIFACT
+from bench.settings import ConfigError
 from bench.tracking import (
     FAILURES,
     PARENT_RUN_ENV,
     SWEEP_ID_ENV,
+    config_hash,
     ensure_experiment,
     process_tags,
 )
+
+
+def sweep_grid(config: DictConfig) -> list[dict] | None:
+    """The jobs Hydra's basic sweeper will launch (expanded the way it does), each with the
+    config hash its run will carry; None for other sweepers (Optuna picks as it goes)."""
+    sweeper = config.hydra.sweeper
+    if not str(sweeper.get("_target_", "")).endswith("BasicSweeper"):
+        return None
+    params = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]
+    parsed = OverridesParser.create().parse_overrides(params + list(config.hydra.overrides.task))
+    jobs = BasicSweeper.split_arguments(parsed, None)[0]
+    return [
+        {"overrides": job, "config_hash": config_hash(compose(config.hydra.job.config_name, job))}
+        for job in jobs
+    ]
 
 
 class MlflowSweepCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         if not config.tracking.enabled:
             return
-        experiment_id = ensure_experiment(config.tracking)
+        try:
+            experiment_id = ensure_experiment(config.tracking)
+        except ConfigError as e:  # nothing can be recorded: stop before any job starts
+            sys.exit(f"error: {e}")
         sweep_id = f"{datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
         run = MlflowClient().create_run(
             experiment_id,
@@ -41,6 +66,13 @@ class MlflowSweepCallback(Callback):
                 "sweep_command": " ".join(["mnist-bench", *sys.argv[1:]]),
             },
         )
+        grid = sweep_grid(config)
+        if grid is not None:
+            launcher = list(config.hydra.overrides.hydra)
+            MlflowClient().log_dict(
+                run.info.run_id, {"jobs": grid, "hydra_overrides": launcher}, GRID_ARTIFACT
+            )
+            MlflowClient().set_tag(run.info.run_id, "sweep_jobs", str(len(grid)))
         os.environ[PARENT_RUN_ENV] = run.info.run_id
         os.environ[SWEEP_ID_ENV] = sweep_id
 

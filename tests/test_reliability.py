@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -14,8 +15,8 @@ from tests.test_app import ENV, command, mnist_bench, runs_of
 LONG = ["implementation=numpy", "dataset.n_train=20000", "train.epochs=300"]
 
 
-def start_and_wait_for_epochs(tmp_path, args, epochs: int = 2) -> subprocess.Popen:
-    """Start the command and return once one of its runs has logged `epochs` epochs."""
+def start_and_wait(tmp_path, args, ready) -> subprocess.Popen:
+    """Start the command and return once ready(client, experiment_id) holds."""
     proc = subprocess.Popen(
         command(tmp_path, *args),
         cwd=tmp_path,
@@ -27,19 +28,29 @@ def start_and_wait_for_epochs(tmp_path, args, epochs: int = 2) -> subprocess.Pop
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
-        time.sleep(0.5)
+        time.sleep(0.3)
         try:
-            exp = client.get_experiment_by_name("mnist-bench")
-            running = client.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'")
-            if any(
-                len(client.get_metric_history(r.info.run_id, "train_loss")) >= epochs
-                for r in running
-            ):
+            if ready(client, client.get_experiment_by_name("mnist-bench").experiment_id):
                 return proc
         except Exception:  # the store or experiment does not exist yet
             continue
     proc.kill()
-    pytest.fail("the run never logged its epochs")
+    pytest.fail("the command never got there")
+
+
+def running_with_epochs(epochs: int, finished: int = 0):
+    """Ready when `finished` jobs are done and a running job has logged `epochs` epochs."""
+
+    def ready(client, experiment_id) -> bool:
+        runs = client.search_runs([experiment_id], "tags.config_hash != ''")
+        done = [r for r in runs if r.info.status == "FINISHED"]
+        return len(done) >= finished and any(
+            len(client.get_metric_history(r.info.run_id, "train_loss")) >= epochs
+            for r in runs
+            if r.info.status == "RUNNING"
+        )
+
+    return ready
 
 
 @pytest.mark.parametrize(
@@ -47,7 +58,7 @@ def start_and_wait_for_epochs(tmp_path, args, epochs: int = 2) -> subprocess.Pop
     [(signal.SIGINT, "interrupted (SIGINT)"), (signal.SIGTERM, "terminated (SIGTERM)")],
 )
 def test_signal_during_an_epoch_kills_the_run_and_keeps_its_epochs(tmp_path, sig, reason):
-    proc = start_and_wait_for_epochs(tmp_path, LONG)
+    proc = start_and_wait(tmp_path, LONG, running_with_epochs(2))
     proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr[-2000:]
@@ -57,20 +68,33 @@ def test_signal_during_an_epoch_kills_the_run_and_keeps_its_epochs(tmp_path, sig
     assert len(MlflowClient().get_metric_history(run.info.run_id, "train_loss")) >= 2
 
 
-def test_sigkilled_sweep_leaves_no_orphan_after_a_rerun(tmp_path):
-    sweep = ["-m", "seed=0,1", "implementation=numpy", "dataset.n_train=20000", "train.epochs=40"]
-    proc = start_and_wait_for_epochs(tmp_path, sweep)
-    proc.kill()  # SIGKILL: nothing in the process can react
+def test_sigkilled_sweep_resumes_to_one_finished_run_per_config(tmp_path):
+    sweep = ["-m", "seed=0,1,2", "implementation=numpy", "dataset.n_train=5000", "train.epochs=60"]
+    proc = start_and_wait(tmp_path, sweep, running_with_epochs(2, finished=1))
+    proc.kill()  # SIGKILL midway: the first job finished, the second is training
     proc.wait(timeout=30)
-    assert {r.info.status for r in runs_of(tmp_path)} == {"RUNNING"}
-    rerun = mnist_bench(tmp_path, *sweep[:-1], "train.epochs=2")
+
+    audit = subprocess.run(
+        [sys.executable, "-m", "bench.audit", "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"],
+        capture_output=True,
+        text=True,
+        env=ENV,
+    )
+    assert audit.returncode == 1, audit.stderr
+    lines = audit.stdout.splitlines()
+    assert lines[0].endswith("3 jobs: 1 FINISHED, 1 FAILED, 1 MISSING")
+    assert "FAILED   seed=1 " in lines[1] and lines[1].endswith("(stale: process gone)")
+    assert "MISSING  seed=2 " in lines[2]
+    # the holes' command sweeps only seeds 1 and 2
+    assert lines[-1].strip().startswith("mnist-bench -m seed=1,2 implementation=numpy")
+
+    rerun = mnist_bench(tmp_path, *sweep)  # the same command again
     assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert "custom-numpy-s0: skipped, already FINISHED" in rerun.stdout
     runs = runs_of(tmp_path)
     assert not [r for r in runs if r.info.status == "RUNNING"]
-    stale = [r for r in runs if r.info.status == "FAILED"]
-    assert len(stale) == 2  # the killed sweep's parent and its interrupted job
-    assert {r.data.tags["failure_reason"] for r in stale} == {"stale: process gone"}
-    finished = [
-        r for r in runs if r.info.status == "FINISHED" and "sweep_parent" not in r.data.tags
-    ]
-    assert sorted(r.data.params["seed"] for r in finished) == ["0", "1"]
+    jobs = [r for r in runs if "sweep_parent" not in r.data.tags]
+    finished = sorted(r.data.params["seed"] for r in jobs if r.info.status == "FINISHED")
+    assert finished == ["0", "1", "2"]  # exactly one FINISHED run per config
+    (stale,) = [r for r in jobs if r.info.status == "FAILED"]
+    assert stale.data.tags["failure_reason"] == "stale: process gone"

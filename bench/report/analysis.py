@@ -245,3 +245,16 @@ def agreement(predictions: dict[str, np.ndarray], labels: np.ndarray) -> pd.Data
             }
         )
     return pd.DataFrame(records)
+
+
+def determinism(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per implementation: how repeats of the same config and seed matched (the `determinism`
+    tag a run gets when its config has run before)."""
+    if "tags.determinism" not in runs or runs["tags.determinism"].isna().all():
+        return pd.DataFrame()
+    tagged = runs[runs["tags.determinism"].notna()]
+    counts = pd.crosstab(tagged["tags.implementation"], tagged["tags.determinism"])
+    counts = counts.reindex(columns=["bitwise", "tolerance", "divergent"], fill_value=0)
+    diffs = tagged["tags.determinism_max_rel_diff"].astype(float)
+    counts["max rel. loss diff"] = diffs.groupby(tagged["tags.implementation"]).max()
+    return counts.rename_axis("implementation").reset_index().rename_axis(None, axis=1)

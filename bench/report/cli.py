@@ -16,7 +16,7 @@ from mlflow import MlflowClient
 from bench.report import analysis, plots
 from bench.report.collect import ReportError, histories, select_runs, setting_signature
 from bench.report.render import Section, write_html, write_markdown
-from bench.tracking import DEFAULT_URI
+from bench.tracking import DEFAULT_URI, REPEAT_TOLERANCE
 
 ENV_TAGS = (
     "cpu_model",
@@ -180,6 +180,7 @@ def build_report(runs: pd.DataFrame, label: str, out_dir: Path) -> Path:
             [analysis.lockstep_gaps(runs, hist)],
         )
     )
+    sections.append(determinism_section(runs))
     sections.append(environment_section(runs))
     sections.append(checklist_section(runs, table))
 
@@ -189,16 +190,45 @@ def build_report(runs: pd.DataFrame, label: str, out_dir: Path) -> Path:
     return out_dir / "report.html"
 
 
+def determinism_section(runs: pd.DataFrame) -> Section:
+    table = analysis.determinism(runs)
+    if table.empty:
+        return Section(
+            "Determinism",
+            [
+                "No repeated config in this selection (run one again with "
+                "tracking.skip_completed=false to certify it)."
+            ],
+        )
+    shaky = table[table.bitwise < table[["bitwise", "tolerance", "divergent"]].sum(axis=1)]
+    text = [
+        "Runs whose config and seed ran before, compared epoch by epoch on the train loss: "
+        f"bitwise = identical, tolerance = within {REPEAT_TOLERANCE:g} relative."
+    ]
+    text += [
+        f"{r.implementation} is not bitwise reproducible here: largest relative loss "
+        f"difference {r['max rel. loss diff']:.3g}."
+        for _, r in shaky.iterrows()
+    ] or ["Every repeated run reproduced its losses bitwise."]
+    return Section("Determinism", text, [table])
+
+
 def predictions_section(runs: pd.DataFrame, out_dir: Path) -> Section:
-    from bench.data import load
+    from bench.data import DataError, load
 
     section = Section("Predictions to look at")
     with tempfile.TemporaryDirectory() as tmp:
         preds = load_predictions(runs, Path(tmp))
     for preset, by_impl in preds.items():
         name = runs["params.dataset.name"].iloc[0]
-        images = load(name, download=False).x_test
+        try:
+            images = load(name, download=False).x_test
+        except DataError as e:  # the agreement table needs no images; the pictures do
+            images = None
+            section.text = [f"No misclassified-image plots: {e}"]
         for impl, (predicted, labels) in sorted(by_impl.items()):
+            if images is None:
+                continue
             section.images.append(
                 plots.misclassified(
                     images,

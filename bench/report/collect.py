@@ -6,6 +6,8 @@ import mlflow
 import pandas as pd
 from mlflow import MlflowClient
 
+from bench import audit
+
 HISTORY_KEYS = ("train_loss", "val_accuracy", "epoch_time_s")
 SETTING_EXCLUDE = ("params.implementation.", "params.seed", "params.tracking.")
 
@@ -40,18 +42,39 @@ def select_runs(
         if parents.empty:
             raise ReportError("no sweep found; pass --sweep-id or --filter")
         sweep_id = parents.sort_values("start_time").iloc[-1]["tags.sweep_id"]
+    note = ""
     if sweep_id is not None:
-        jobs = jobs[jobs.get("tags.sweep_id", pd.Series(index=jobs.index)) == sweep_id]
+        jobs, note = sweep_jobs(jobs, exp.experiment_id, sweep_id)
     if jobs.empty:
         raise ReportError(f"no runs match sweep {sweep_id!r}")
     jobs = jobs.assign(run_name=jobs["tags.mlflow.runName"])
     if sweep_id:
-        label = f"sweep {sweep_id}"
+        label = f"sweep {sweep_id}{note}"
     elif filter_string:
         label = f"filter {filter_string!r}"
     else:
         label = f"all runs of {experiment}"
     return jobs.reset_index(drop=True), label
+
+
+def sweep_jobs(jobs: pd.DataFrame, experiment_id: str, sweep_id: str) -> tuple[pd.DataFrame, str]:
+    """A sweep's runs. Where the sweep recorded its grid, the run standing for each grid job
+    (so a sweep resumed by a second command reports whole), and a note on what is missing."""
+    own = jobs[jobs.get("tags.sweep_id", pd.Series(index=jobs.index)) == sweep_id]
+    try:
+        parent = audit.sweep_parent(experiment_id, sweep_id)
+    except audit.AuditError:
+        return own, ""
+    grid = audit.load_grid(parent)
+    if grid is None:
+        return own, ""
+    grid_jobs = audit.grid_status(experiment_id, parent, grid)
+    chosen = jobs[jobs.run_id.isin([j.run_id for j in grid_jobs if j.run_id])]
+    reused = int((chosen.get("tags.sweep_id") != sweep_id).sum())
+    missing = sum(j.status == audit.MISSING for j in grid_jobs)
+    parts = [f"{reused} runs from earlier sweeps"] if reused else []
+    parts += [f"{missing} of {len(grid_jobs)} grid jobs missing"] if missing else []
+    return chosen, f" ({'; '.join(parts)})" if parts else ""
 
 
 def histories(runs: pd.DataFrame) -> pd.DataFrame:
