@@ -47,6 +47,20 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
+class Shuffler:
+    """Each epoch's shuffled copy of the training set, gathered into the same two buffers:
+    a fresh 170 MB array per epoch would cost page faults and zeroing every time. A network
+    must not keep x or y after train_epoch returns."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, seed: int):
+        self.x, self.y, self.seed = x, y, seed
+        self.bx, self.by = np.empty_like(x), np.empty_like(y)
+
+    def epoch(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        order = epoch_order(self.seed, epoch, len(self.y))
+        return np.take(self.x, order, axis=0, out=self.bx), np.take(self.y, order, out=self.by)
+
+
 def reset_peak_rss() -> None:
     """Start a job's memory peak afresh, so an earlier job in the same process (Hydra's basic
     launcher) does not leave its peak behind (Linux; elsewhere the process peak is kept)."""
@@ -54,6 +68,21 @@ def reset_peak_rss() -> None:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:
         pass
+
+
+_first_job_of_process = True
+
+
+def seconds_since_process_start() -> float | None:
+    """For the first job of a process only: how long the command took to reach training
+    (interpreter, imports, config, data, building the network)."""
+    global _first_job_of_process
+    if not _first_job_of_process:
+        return None
+    _first_job_of_process = False
+    import psutil
+
+    return time.time() - psutil.Process().create_time()
 
 
 def peak_rss_mb() -> float:
@@ -81,6 +110,7 @@ def run_job(job: Job, observers: list[Observer]) -> Result:
             o.data_loaded(dataset)
         weights = init_weights(job.model, job.seed) if job.lockstep else None
         net = build(job.model, job.optimizer, job.batch_size, weights, job.seed, **job.options)
+        startup = seconds_since_process_start()
         result = train(job, net, splits, observers)
         t = time.perf_counter()
         test_loss, test_acc = net.evaluate(splits.x_test, splits.y_test)
@@ -100,6 +130,8 @@ def run_job(job: Job, observers: list[Observer]) -> Result:
         peak_rss_mb=peak_rss_mb(),
         total_time_s=time.perf_counter() - start,
     )
+    if startup is not None:
+        result.metrics["startup_s"] = startup
     return result
 
 
@@ -110,9 +142,9 @@ def train(job: Job, net, s: Splits, observers: list[Observer]) -> Result:
         loss, acc = net.evaluate(s.x_val, s.y_val)
         result.metrics.update(initial_val_loss=loss, initial_val_accuracy=acc)
     elapsed = 0.0
+    shuffler = Shuffler(s.x_train, s.y_train, job.seed)
     for epoch in range(1, job.epochs + 1):
-        order = epoch_order(job.seed, epoch, len(s.y_train))
-        x, y = s.x_train[order], s.y_train[order]  # shuffled outside the timed region
+        x, y = shuffler.epoch(epoch)  # shuffled outside the timed region
         t = time.perf_counter()
         train_loss, train_acc = net.train_epoch(x, y)
         epoch_time = time.perf_counter() - t

@@ -54,10 +54,12 @@ def configure_tensorflow(job: Job) -> None:
 
 
 def configure(job: Job) -> None:
-    if job.device == "gpu" and "tensorflow" not in sys.modules:
-        raise ConfigError(f"device=gpu is not available for implementation={job.implementation}")
-    if "tensorflow" in sys.modules:
+    """Process-wide settings for the job's framework (its module's FRAMEWORK, once imported)."""
+    framework = getattr(sys.modules.get(job.module), "FRAMEWORK", None)
+    if framework == "tensorflow":
         configure_tensorflow(job)
+    elif job.device == "gpu":
+        raise ConfigError(f"device=gpu is not available for implementation={job.implementation}")
 
 
 def seed_everything(seed: int) -> None:

@@ -220,12 +220,15 @@ class MlflowRun:
         mlflow.set_tags({"dataset_digest": dataset.digest, "dataset_source": dataset.source})
 
     def epoch_done(self, epoch: int, metrics: dict[str, float]) -> None:
+        """Queued, not written: the store's commit (an fsync with SQLite) happens on MLflow's
+        logging thread while the next epoch trains. finish() and fail() flush the queue."""
         self.losses.append(metrics["train_loss"])
-        mlflow.log_metrics(metrics, step=epoch)
+        mlflow.log_metrics(metrics, step=epoch, synchronous=False)
 
     def finish(
         self, metrics: dict[str, float], predictions: np.ndarray, labels: np.ndarray
     ) -> None:
+        mlflow.flush_async_logging()
         mlflow.log_metrics(metrics)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "predictions.npz"
@@ -251,5 +254,6 @@ class MlflowRun:
                 MlflowClient().set_tag(previous.info.run_id, key, value)
 
     def fail(self, reason: str, status: str = "FAILED") -> None:
+        mlflow.flush_async_logging()  # the epochs logged so far are kept
         mlflow.set_tag("failure_reason", reason[:MAX_PARAM_VAL_LENGTH])
         mlflow.end_run(status)

@@ -1,7 +1,8 @@
 """The verbs the harness drives. Each implementation module provides `build(...) -> Network`.
 
 The harness owns data order, timing, seeding and logging; a network only computes. Batches
-are taken in the order given: the harness has already shuffled `x` and `y`.
+are taken in the order given: the harness has already shuffled `x` and `y` (into buffers it
+reuses next epoch, so a network must not keep them after train_epoch returns).
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ class Network(Protocol):
 
     def gradients(self, x: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
         """Gradients of the training objective on one batch, in get_weights() order."""
+
+    def phase_epoch(self, phase: str, x: np.ndarray, y: np.ndarray) -> None:
+        """A train_epoch whose steps stop after "forward" (loss and accuracy included) or after
+        "gradients", without updating: the speed benchmark's per-phase breakdown."""
 
     def get_weights(self) -> list[np.ndarray]:
         """[W1, b1, W2, b2, ...] as NumPy arrays, W of shape (in, out)."""

@@ -16,6 +16,8 @@ from bench.data import one_hot
 from implementations.base import EVAL_BATCH_SIZE
 from implementations.spec import ModelSpec, OptimizerSpec, check_batch_size, init_weights
 
+FRAMEWORK = "numpy"  # which process-wide settings bench.runtime applies
+
 # --- activations: f(z), and f'(z) written in terms of a = f(z) (what the forward pass kept)
 
 
@@ -204,6 +206,18 @@ class ScratchMLP:
             total_loss += float(losses.sum())
             correct += int((z.argmax(axis=1) == yb).sum())
         return total_loss / len(x), correct / len(x)
+
+    def phase_epoch(self, phase, x, y):
+        """An epoch that stops each step after the forward pass ("forward") or after the
+        backward pass ("gradients"), for the speed benchmark's breakdown."""
+        for start in range(0, len(x), self.batch_size):
+            xb, yb = x[start : start + self.batch_size], y[start : start + self.batch_size]
+            if phase == "forward":
+                z, _ = self.forward(xb)
+                losses = self.loss(z, yb)[0]
+            else:
+                losses, z, _ = self.objective_gradients(xb, yb)
+            float(losses.sum()), int((z.argmax(axis=1) == yb).sum())
 
     def evaluate(self, x, y):
         total_loss, correct = 0.0, 0

@@ -61,3 +61,73 @@ def keras_optimizer(spec, dtype: str):
     return keras.optimizers.Adam(
         learning_rate=spec.lr, beta_1=spec.beta1, beta_2=spec.beta2, epsilon=spec.epsilon
     )
+
+
+def batches(x, y, batch_size: int) -> tf.data.Dataset:
+    """In-order batches, the same input pipeline for both TensorFlow implementations."""
+    return tf.data.Dataset.from_tensor_slices((x, y.astype(np.int32))).batch(batch_size)
+
+
+def sum_over_batches(fn, x, y, batch_size: int) -> list[float]:
+    """Run fn over in-order tf.data batches, summing what it returns on the device; the
+    pass's one host sync is at the end, so no step waits for the host."""
+    totals = None
+    for xb, yb in batches(x, y, batch_size):
+        out = fn(xb, yb)
+        totals = list(out) if totals is None else [t + o for t, o in zip(totals, out)]
+    return [float(t) for t in totals]
+
+
+def batch_totals(losses, z, y):
+    """The batch's summed loss and its count of correct predictions."""
+    correct = tf.reduce_sum(
+        tf.cast(tf.equal(tf.argmax(z, axis=1, output_type=tf.int32), y), tf.int32)
+    )
+    return tf.reduce_sum(losses), correct
+
+
+def phase_functions(logits, variables, model: ModelSpec) -> dict:
+    """Epoch functions whose steps stop after the forward pass, or after the backward pass,
+    for the speed benchmark's breakdown. Like tf_tape's training epoch they are graph loops
+    over the batches around an XLA-compiled step, so they time the computation, not Python's
+    dispatch. Each step ends like a training step (loss, correct count); the gradients are
+    summed into the output so graph pruning cannot drop the backward pass."""
+    loss_fn = per_sample_loss(model)
+    dtype = tf.as_dtype(model.dtype)
+    signature = [tf.TensorSpec([None, model.sizes[0]], dtype), tf.TensorSpec([None], tf.int32)]
+
+    @tf.function(input_signature=signature, jit_compile=True)
+    def forward(x, y):
+        z = logits(x)
+        return batch_totals(loss_fn(y, z), z, y)
+
+    @tf.function(input_signature=signature, jit_compile=True)
+    def gradients(x, y):
+        with tf.GradientTape() as tape:
+            z = logits(x)
+            losses = loss_fn(y, z)
+            objective = (
+                tf.reduce_sum(losses) if model.reduction == "sum" else tf.reduce_mean(losses)
+            )
+        grads = tape.gradient(objective, variables)
+        total, correct = batch_totals(losses, z, y)
+        checksum = tf.cast(tf.add_n([tf.reduce_sum(g) for g in grads]), dtype)
+        return total + 1e-30 * checksum, correct  # a tiny weight, not 0: 0 * x could fold
+
+    return {"forward": graph_epoch(forward, dtype), "gradients": graph_epoch(gradients, dtype)}
+
+
+def graph_epoch(step, dtype):
+    """An epoch as one tf.function: a graph loop over the batches calls `step` and sums its
+    (loss, correct) on the device, so Python runs once per epoch, not once per step."""
+
+    @tf.function
+    def epoch(data):
+        total_loss, correct = tf.zeros((), dtype), tf.zeros((), tf.int32)
+        for xb, yb in data:
+            loss, hits = step(xb, yb)
+            total_loss += loss
+            correct += hits
+        return total_loss, correct
+
+    return epoch

@@ -1,8 +1,9 @@
 """The MLP in low-level TensorFlow 2: tf.Variable weights, a GradientTape step, tf.data input.
 
-The step is compiled with tf.function (one trace for every batch size); `eager=True` runs
-it uncompiled, as the classic tutorial does. Loss and correct counts are summed on the
-device and read once per epoch, so no step waits for the host.
+The step is compiled with XLA (`jit_compile`, as Keras' fit does on its own), and the whole
+epoch is one tf.function: a graph loop over the tf.data batches calls the step, sums loss and
+correct counts on the device and returns them once, so no step waits for Python or the host.
+`eager=True` runs step by step uncompiled, as the classic tutorial does.
 """
 
 from __future__ import annotations
@@ -12,9 +13,21 @@ import tensorflow as tf
 
 from implementations.base import EVAL_BATCH_SIZE
 from implementations.spec import ModelSpec, OptimizerSpec, check_batch_size
-from implementations.tf_common import framework_weights, keras_optimizer, per_sample_loss
+from implementations.tf_common import (
+    batch_totals,
+    batches,
+    framework_weights,
+    graph_epoch,
+    keras_optimizer,
+    per_sample_loss,
+    phase_functions,
+    sum_over_batches,
+)
 
 ACTIVATIONS = {"relu": tf.nn.relu, "sigmoid": tf.sigmoid, "tanh": tf.tanh}
+
+
+FRAMEWORK = "tensorflow"  # which process-wide settings bench.runtime applies
 
 
 class TapeMLP(tf.Module):
@@ -26,6 +39,7 @@ class TapeMLP(tf.Module):
         weights: list[np.ndarray] | None = None,
         seed: int = 0,
         eager: bool = False,
+        jit_compile: bool = True,
     ):
         super().__init__(name="tape_mlp")
         self.batch_size = check_batch_size(batch_size)
@@ -44,9 +58,12 @@ class TapeMLP(tf.Module):
             tf.TensorSpec([None, model.sizes[0]], self.dtype),
             tf.TensorSpec([None], tf.int32),
         ]
-        self.step = self._step if eager else tf.function(self._step, input_signature=signature)
+        self.eager = eager
+        self.step = tf.function(self._step, input_signature=signature, jit_compile=jit_compile)
+        self.epoch = graph_epoch(self.step, self.dtype)
         self.grad_step = tf.function(self._gradients, input_signature=signature)
         self.eval_step = tf.function(self._eval, input_signature=signature)
+        self.phases = phase_functions(self.logits, self.params, model)
 
     def logits(self, x):
         for W, b in zip(self.params[0:-2:2], self.params[1:-2:2]):
@@ -68,34 +85,27 @@ class TapeMLP(tf.Module):
     def _step(self, x, y):
         grads, losses, z = self._gradients(x, y)
         self.optimizer.apply_gradients(zip(grads, self.params))
-        return self._sums(losses, z, y)
+        return batch_totals(losses, z, y)
 
     def _eval(self, x, y):
         z = self.logits(x)
-        return self._sums(self.loss_fn(y, z), z, y)
-
-    @staticmethod
-    def _sums(losses, z, y):
-        correct = tf.reduce_sum(
-            tf.cast(tf.equal(tf.argmax(z, axis=1, output_type=tf.int32), y), tf.int32)
-        )
-        return tf.reduce_sum(losses), correct
+        return batch_totals(self.loss_fn(y, z), z, y)
 
     def _run(self, fn, x, y, batch_size):
-        data = tf.data.Dataset.from_tensor_slices((x, y.astype(np.int32))).batch(batch_size)
-        total_loss = tf.zeros((), self.dtype)
-        correct = tf.zeros((), tf.int32)
-        for xb, yb in data:
-            loss, hits = fn(xb, yb)
-            total_loss += loss
-            correct += hits
-        return float(total_loss) / len(x), int(correct) / len(x)  # the epoch's one host sync
+        total_loss, correct = sum_over_batches(fn, x, y, batch_size)[:2]
+        return total_loss / len(x), correct / len(x)
 
     def train_epoch(self, x, y):
-        return self._run(self.step, x, y, self.batch_size)
+        if self.eager:
+            return self._run(self._step, x, y, self.batch_size)
+        total_loss, correct = self.epoch(batches(x, y, self.batch_size))
+        return float(total_loss) / len(x), int(correct) / len(x)  # the epoch's one host sync
 
     def evaluate(self, x, y):
         return self._run(self.eval_step, x, y, EVAL_BATCH_SIZE)
+
+    def phase_epoch(self, phase, x, y):
+        float(self.phases[phase](batches(x, y, self.batch_size))[0])
 
     def predict(self, x):
         return np.concatenate(

@@ -123,6 +123,10 @@ def test_sweep_over_implementations_is_fully_tracked(tmp_path):
         assert r.inputs.dataset_inputs[0].dataset.name == "mnist"
     # lockstep: same weights, same batches -> the same loss curve up to float32 rounding
     np.testing.assert_allclose(losses["numpy"], losses["tf_tape"], rtol=1e-4)
+    # startup (command to first epoch) belongs to the process's first job only
+    first, *later = sorted(children, key=lambda r: r.info.start_time)
+    assert 0 < first.data.metrics["startup_s"] < 120
+    assert not any("startup_s" in r.data.metrics for r in later)
     np.testing.assert_allclose(losses["numpy"], losses["keras"], rtol=1e-4)
 
 

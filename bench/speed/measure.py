@@ -1,0 +1,117 @@
+"""Epoch, evaluation and per-phase times of every implementation on one config, interleaved.
+
+All implementations of a case are built from the same weights and train on the same batch
+order. After a warm-up epoch (which carries TensorFlow's tracing), each repeat times, for
+each implementation in turn (A B C A B C ...): one training epoch, one evaluation of the
+test set, and one epoch of steps stopped after the forward pass and after the backward pass.
+A burst of noise on a shared machine then lands on every implementation, not on one.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, field
+
+from hydra import compose, initialize_config_dir
+from threadpoolctl import threadpool_limits
+
+from bench import runtime
+from bench.app import CONFIG_DIR
+from bench.data import load, prepare
+from bench.harness import Shuffler
+from bench.settings import Job, job_from_config
+from implementations import load_build
+from implementations.spec import init_weights
+
+IMPLEMENTATIONS = ("numpy", "tf_tape", "keras")
+PHASES = ("forward", "gradients")
+
+
+@dataclass(frozen=True)
+class Case:
+    preset: str
+    batch_size: int | None = None  # None: the preset's
+
+    @property
+    def name(self) -> str:
+        return self.preset + (f" b{self.batch_size}" if self.batch_size else "")
+
+    def job(self, implementation: str, n_train: int | None, threads: int | None) -> Job:
+        overrides = [f"+experiment={self.preset}", f"implementation={implementation}"]
+        if self.batch_size:
+            overrides.append(f"train.batch_size={self.batch_size}")
+        overrides += [f"dataset.n_train={n_train or 'null'}", f"train.threads={threads}"]
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            return job_from_config(compose("config", overrides=overrides))
+
+
+CASES = (
+    Case("keras_dense512", 32),
+    Case("keras_dense512", 128),
+    Case("keras_dense512", 512),
+    Case("tape_sigmoid"),
+)
+
+
+@dataclass
+class Timings:
+    """Seconds per repeat for one implementation on one case."""
+
+    implementation: str
+    first_epoch: float = 0.0
+    epoch: list[float] = field(default_factory=list)
+    evaluation: list[float] = field(default_factory=list)
+    forward: list[float] = field(default_factory=list)
+    gradients: list[float] = field(default_factory=list)
+
+    def median(self, name: str) -> float:
+        return statistics.median(getattr(self, name))
+
+
+def _timed(fn, *args) -> float:
+    start = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - start
+
+
+def measure_case(
+    case: Case,
+    repeats: int,
+    implementations=IMPLEMENTATIONS,
+    n_train: int | None = None,
+    threads: int | None = 2,
+) -> tuple[Job, int, dict[str, Timings]]:
+    """The case's job (first implementation's), training samples, and timings per
+    implementation."""
+    jobs = {impl: case.job(impl, n_train, threads) for impl in implementations}
+    job = jobs[implementations[0]]
+    with threadpool_limits(limits=threads):
+        dataset = load(job.data.name, job.data.data_dir, download=job.data.download)
+        s = prepare(
+            dataset, job.data.val_size, job.data.n_train, job.data.split_seed, job.model.dtype
+        )
+        weights = init_weights(job.model, job.seed)
+        nets = {}
+        for impl, j in jobs.items():
+            build = load_build(j.module)
+            runtime.configure(j)
+            runtime.seed_everything(j.seed)
+            nets[impl] = build(j.model, j.optimizer, j.batch_size, weights, j.seed, **j.options)
+        timings = {impl: Timings(impl) for impl in implementations}
+        shuffler = Shuffler(s.x_train, s.y_train, job.seed)
+        x, y = shuffler.epoch(1)  # the warm-up epoch
+        for impl, net in nets.items():
+            timings[impl].first_epoch = _timed(net.train_epoch, x, y)
+            for phase in PHASES:  # traces the phase steps
+                net.phase_epoch(phase, x[: 4 * job.batch_size], y[: 4 * job.batch_size])
+            net.evaluate(s.x_test, s.y_test)
+        for r in range(repeats):
+            x, y = shuffler.epoch(r + 2)
+            for impl, net in nets.items():
+                t = timings[impl]
+                t.epoch.append(_timed(net.train_epoch, x, y))
+                t.evaluation.append(_timed(net.evaluate, s.x_test, s.y_test))
+                t.forward.append(_timed(net.phase_epoch, "forward", x, y))
+                t.gradients.append(_timed(net.phase_epoch, "gradients", x, y))
+    return job, len(s.y_train), timings

@@ -1,0 +1,64 @@
+"""What the harness costs: MLflow logging, progress output and timing around the same epochs.
+
+Both sides run the same work on fresh networks from the same weights: per epoch a shuffle,
+a training pass and a validation pass. The bare loop does only that; the harness loop is
+`bench.harness.train` with console progress and a real MLflow run (SQLite) as observers.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+
+from hydra import compose, initialize_config_dir
+from threadpoolctl import threadpool_limits
+
+from bench.app import CONFIG_DIR
+from bench.data import load, prepare
+from bench.harness import ConsoleProgress, Shuffler, train
+from bench.settings import job_from_config
+from implementations import load_build
+from implementations.spec import init_weights
+
+
+def bare_loop(job, net, s) -> None:
+    shuffler = Shuffler(s.x_train, s.y_train, job.seed)
+    for epoch in range(1, job.epochs + 1):
+        net.train_epoch(*shuffler.epoch(epoch))
+        net.evaluate(s.x_val, s.y_val)
+
+
+def harness_overhead(repeats: int, n_train: int | None = None) -> tuple[float, float]:
+    """Median seconds of a 5-epoch NumPy `compare` run: harness loop, bare loop (interleaved).
+    NumPy has the shortest epochs, so its relative overhead is the largest of the three."""
+    from bench.tracking import MlflowRun
+
+    overrides = [
+        "+experiment=compare",
+        "implementation=numpy",
+        f"dataset.n_train={n_train or 'null'}",
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        overrides += [f"tracking.uri=sqlite:///{tmp}/m.db", f"tracking.artifact_root={tmp}/a"]
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            cfg = compose("config", overrides=overrides)
+        job = job_from_config(cfg)
+        with threadpool_limits(limits=job.threads):
+            data = load(job.data.name, job.data.data_dir, download=job.data.download)
+            s = prepare(data, job.data.val_size, job.data.n_train, job.data.split_seed)
+            build = load_build(job.module)
+            weights = init_weights(job.model, job.seed)
+            harness, bare = [], []
+            for _ in range(repeats):
+                net = build(job.model, job.optimizer, job.batch_size, weights, job.seed)
+                run = MlflowRun(cfg, job.run_name, {})
+                start = time.perf_counter()
+                train(job, net, s, [ConsoleProgress(job), run])
+                harness.append(time.perf_counter() - start)
+                run.fail("overhead measurement", status="FINISHED")
+                net = build(job.model, job.optimizer, job.batch_size, weights, job.seed)
+                start = time.perf_counter()
+                bare_loop(job, net, s)
+                bare.append(time.perf_counter() - start)
+    return statistics.median(harness), statistics.median(bare)

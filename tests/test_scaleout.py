@@ -1,0 +1,104 @@
+"""Scale-out: the same `compare` sweep serially, with joblib, with submitit_local and against a
+real `mlflow server` gives the same set of runs; the report reads back from the server."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+import requests
+
+from tests.test_app import ENV, command
+
+# the README's main job, one seed and a small subset: 3 jobs, one per implementation
+COMPARE = ["-m", "+experiment=compare", "seed=0", "dataset.n_train=1000", "train.epochs=1"]
+LAUNCHERS = {
+    "serial": [],
+    "joblib": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+    "submitit_local": ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10"],
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sweep(tmp_path: Path, *args: str, uri: str | None = None) -> subprocess.CompletedProcess:
+    cmd = command(tmp_path, *args)
+    if uri:
+        cmd = [a for a in cmd if not a.startswith("tracking.")] + [f"tracking.uri={uri}"]
+    return subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env=ENV, timeout=600)
+
+
+def finished_jobs(uri: str) -> set[tuple[str, str, str]]:
+    mlflow.set_tracking_uri(uri)
+    runs = mlflow.search_runs(experiment_names=["mnist-bench"], output_format="list")
+    assert not [r for r in runs if r.info.status != "FINISHED"]
+    return {
+        (r.data.tags["implementation"], r.data.params["seed"], r.data.tags["config_hash"])
+        for r in runs
+        if "sweep_parent" not in r.data.tags
+    }
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """A real tracking server on 127.0.0.1 with a SQLite backend and proxied artifacts."""
+    port = free_port()
+    log = open(tmp_path / "server.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",
+         "--artifacts-destination", str(tmp_path / "server-artifacts")],
+        stdout=log, stderr=subprocess.STDOUT, env=ENV,
+    )  # fmt: skip
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{uri}/health", timeout=2).ok:
+                break
+        except requests.ConnectionError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("mlflow server did not start: " + (tmp_path / "server.log").read_text()[-2000:])
+    yield uri
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+
+
+@pytest.mark.slow
+def test_same_runs_serial_joblib_submitit_and_server(tmp_path, mlflow_server):
+    results = {}
+    for name, launcher in LAUNCHERS.items():
+        where = tmp_path / name
+        where.mkdir()
+        proc = sweep(where, *COMPARE, *launcher)
+        assert proc.returncode == 0, f"{name}: {proc.stderr[-3000:]}"
+        results[name] = finished_jobs(f"sqlite:///{where}/mlflow.db")
+    proc = sweep(tmp_path / "serial", *COMPARE, uri=mlflow_server)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results["server"] = finished_jobs(mlflow_server)
+
+    expected = results["serial"]
+    assert {impl for impl, _, _ in expected} == {"numpy", "tf_tape", "keras"}
+    for name, got in results.items():
+        assert got == expected, name
+
+    report = subprocess.run(
+        [sys.executable, "-m", "bench.report.cli", "--tracking-uri", mlflow_server,
+         "--out", str(tmp_path / "reports"), "--name", "server"],
+        capture_output=True, text=True, env=ENV, timeout=300,
+    )  # fmt: skip
+    assert report.returncode == 0, report.stderr[-3000:]
+    text = (tmp_path / "reports" / "server" / "report.md").read_text()
+    assert "3 runs, 3 finished" in text

@@ -1,0 +1,66 @@
+"""The speed benchmark: work counts, phase steps that leave the weights alone, and the
+command end to end on a small case (real MLflow store)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import mlflow
+import numpy as np
+import pytest
+
+from bench.data import prepare
+from bench.speed.flops import forward_flops, train_flops
+from implementations.spec import ModelSpec, OptimizerSpec
+from tests.helpers import NAMES, build
+from tests.test_app import ENV
+
+
+def test_flops_of_the_784_512_10_mlp():
+    assert forward_flops([784, 512, 10]) == 2 * (784 * 512 + 512 * 10)
+    # forward + weight gradients + the input gradient of the output layer only
+    assert train_flops([784, 512, 10]) == 4 * (784 * 512 + 512 * 10) + 2 * 512 * 10
+    assert 60_000 * train_flops([784, 512, 10]) / 1e9 == pytest.approx(98.2, abs=0.1)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_phase_epochs_run_without_updating(name, mnist):
+    net = build(name, ModelSpec(hidden=(32,)), OptimizerSpec(), 50, None, 0)
+    s = prepare(mnist, 0, 200, 0)
+    x, y = s.x_train, s.y_train
+    before = net.get_weights()
+    for phase in ("forward", "gradients"):
+        net.phase_epoch(phase, x, y)
+    for a, b in zip(before, net.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_speed_command_quick(tmp_path):
+    store = f"sqlite:///{tmp_path}/m.db"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.speed.cli", "--quick", "--out", str(tmp_path / "out"),
+         "--tracking-uri", store],
+        capture_output=True, text=True, env=ENV, cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = (tmp_path / "out" / "speed.md").read_text()
+    for title in ("Epoch time", "Where the time goes", "Startup", "Import cost"):
+        assert f"## {title}" in report
+    mlflow.set_tracking_uri(store)
+    runs = mlflow.search_runs(experiment_names=["mnist-bench-speed"], output_format="list")
+    parent = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if r not in parent]
+    assert len(parent) == 1 and parent[0].data.metrics["matmul_peak_gflops"] > 1
+    assert sorted(r.data.tags["implementation"] for r in children) == sorted(NAMES)
+    for r in children:
+        assert r.data.metrics["epoch_s"] > 0 and 0 < r.data.metrics["pct_of_peak"] < 100
+        assert r.data.metrics["forward_s"] > 0 and r.data.metrics["backward_s"] > 0
+
+
+def test_speed_command_refuses_bad_arguments():
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.speed.cli", "--repeats", "0"],
+        capture_output=True, text=True, env=ENV,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "--repeats=0" in proc.stderr.strip().splitlines()[-1]
