@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -16,6 +17,7 @@ from omegaconf import DictConfig
 
 from bench import runtime
 from bench.settings import ConfigError, Job, job_from_config
+from implementations import load_build
 
 log = logging.getLogger("bench")
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "conf")
@@ -91,6 +93,9 @@ def _start_run(cfg: DictConfig, job: Job, parallel: int):
     from bench.environment import environment_tags
     from bench.tracking import MlflowRun
 
+    if job.device == "gpu":  # the framework's import tells the CUDA version for the tags
+        with contextlib.suppress(Exception):  # a failing import fails the run itself, next
+            load_build(job.module)
     tags = {
         **environment_tags(job.device, job.threads),
         "implementation": job.implementation,

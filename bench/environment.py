@@ -6,6 +6,7 @@ from __future__ import annotations
 import platform
 import socket
 import subprocess
+import sys
 from functools import cache
 from importlib import metadata
 from pathlib import Path
@@ -79,7 +80,7 @@ def environment_tags(device: str, threads: int | None) -> dict[str, str]:
         {
             "version.python": platform.python_version(),
             "device": device,
-            "device_name": cpu_model() if device == "cpu" else gpu_name(),
+            "device_name": cpu_model(),
             "cpu_model": cpu_model(),
             "blas": blas(),
             "threads": str(threads or "all"),
@@ -88,14 +89,30 @@ def environment_tags(device: str, threads: int | None) -> dict[str, str]:
             "git_dirty": dirty,
         }
     )
+    if device == "gpu":
+        tags.update(gpu_tags())
     return tags
 
 
-def gpu_name() -> str:
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    details = [
-        tf.config.experimental.get_device_details(g).get("device_name", g.name) for g in gpus
-    ]
-    return ", ".join(details) or "none"
+def gpu_tags() -> dict[str, str]:
+    """GPU model, driver and CUDA version, from nvidia-smi and the framework in use (CuPy's
+    CUDA runtime, or the CUDA TensorFlow was built with)."""
+    tags = {"device_name": "none"}
+    try:
+        line = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        ).stdout.splitlines()[0]
+        tags["device_name"], tags["gpu_driver"] = (v.strip() for v in line.split(",", 1))
+    except (OSError, subprocess.SubprocessError, IndexError, ValueError):
+        pass
+    if "cupy" in sys.modules:
+        version = sys.modules["cupy"].cuda.runtime.runtimeGetVersion()  # e.g. 12080
+        tags["cuda_version"] = f"{version // 1000}.{version % 1000 // 10}"
+    elif "tensorflow" in sys.modules:
+        build = sys.modules["tensorflow"].sysconfig.get_build_info()
+        tags["cuda_version"] = str(build.get("cuda_version", "none"))
+    return tags

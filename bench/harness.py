@@ -114,6 +114,7 @@ def run_job(job: Job, observers: list[Observer]) -> Result:
         result = train(job, net, splits, observers)
         t = time.perf_counter()
         test_loss, test_acc = net.evaluate(splits.x_test, splits.y_test)
+        runtime.synchronize(job.device)
         final_eval_time = time.perf_counter() - t
         _, train_acc = net.evaluate(splits.x_train, splits.y_train)
         result.predictions = net.predict(splits.x_test).argmax(axis=1).astype(np.uint8)
@@ -132,6 +133,8 @@ def run_job(job: Job, observers: list[Observer]) -> Result:
     )
     if startup is not None:
         result.metrics["startup_s"] = startup
+    if job.device == "gpu" and (peak := runtime.gpu_peak_mb()) is not None:
+        result.metrics["gpu_peak_mb"] = peak
     return result
 
 
@@ -147,12 +150,14 @@ def train(job: Job, net, s: Splits, observers: list[Observer]) -> Result:
         x, y = shuffler.epoch(epoch)  # shuffled outside the timed region
         t = time.perf_counter()
         train_loss, train_acc = net.train_epoch(x, y)
+        runtime.synchronize(job.device)
         epoch_time = time.perf_counter() - t
         elapsed += epoch_time
         m = {"train_loss": train_loss, "train_accuracy": train_acc, "epoch_time_s": epoch_time}
         if math.isfinite(train_loss) and has_val:
             t = time.perf_counter()
             m["val_loss"], m["val_accuracy"] = net.evaluate(s.x_val, s.y_val)
+            runtime.synchronize(job.device)
             m["eval_time_s"] = time.perf_counter() - t
             if (
                 m["val_accuracy"] >= job.target_accuracy

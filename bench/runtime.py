@@ -48,18 +48,44 @@ def configure_tensorflow(job: Job) -> None:
             "run the job in a fresh process"
         ) from None
     if job.device == "gpu" and not tf.config.list_physical_devices("GPU"):
-        raise ConfigError("device=gpu but TensorFlow sees no GPU; use device=cpu")
+        raise ConfigError(
+            "device=gpu but TensorFlow sees no GPU; use device=cpu (a GPU machine needs "
+            "pip install 'mnist-bench[gpu]')"
+        )
     tf.config.experimental.enable_op_determinism()
     _tensorflow_settings.update(wanted)
 
 
 def configure(job: Job) -> None:
-    """Process-wide settings for the job's framework (its module's FRAMEWORK, once imported)."""
+    """Process-wide settings for the job's framework (its module's FRAMEWORK, once imported).
+    The NumPy network picks its array module (NumPy or CuPy) itself."""
     framework = getattr(sys.modules.get(job.module), "FRAMEWORK", None)
     if framework == "tensorflow":
         configure_tensorflow(job)
-    elif job.device == "gpu":
+    elif job.device == "gpu" and framework != "numpy":
         raise ConfigError(f"device=gpu is not available for implementation={job.implementation}")
+
+
+def synchronize(device: str) -> None:
+    """Wait for queued GPU work, so a clock read after it measures the work (a no-op on CPU)."""
+    if device != "gpu":
+        return
+    if "cupy" in sys.modules:
+        sys.modules["cupy"].cuda.Device().synchronize()
+    if "tensorflow" in sys.modules:
+        sys.modules["tensorflow"].test.experimental.sync_devices()
+
+
+def gpu_peak_mb() -> float | None:
+    """The GPU memory high-water mark of this process's frameworks, in MB."""
+    peaks = []
+    if "cupy" in sys.modules:  # the pool keeps what it allocated: its total is the peak
+        peaks.append(sys.modules["cupy"].get_default_memory_pool().total_bytes())
+    if "tensorflow" in sys.modules:
+        tf = sys.modules["tensorflow"]
+        if tf.config.list_logical_devices("GPU"):
+            peaks.append(tf.config.experimental.get_memory_info("GPU:0")["peak"])
+    return max(peaks) / 2**20 if peaks else None
 
 
 def seed_everything(seed: int) -> None:

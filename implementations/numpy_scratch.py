@@ -4,6 +4,10 @@ Notation: B batch size, x (B, in) a layer's input, W (in, out), b (out,), z = x 
 pre-activation, a = f(z) the activation. Layers come from `sizes = [784, *hidden, 10]`.
 The network outputs logits; the loss applies the output activation (softmax or sigmoid).
 Every operation works on the whole batch: there is no Python loop over samples.
+
+With device=gpu the same code runs on CuPy arrays: NumPy's ufuncs (np.multiply(..., out=),
+np.tanh, ...) dispatch to CuPy for CuPy inputs, and the few calls that create arrays take
+the array module `xp` (numpy on CPU, so the CPU path is plain NumPy).
 """
 
 from __future__ import annotations
@@ -12,9 +16,15 @@ import math
 
 import numpy as np
 
-from bench.data import one_hot
 from implementations.base import EVAL_BATCH_SIZE
-from implementations.spec import ModelSpec, OptimizerSpec, check_batch_size, init_weights
+from implementations.spec import (
+    CLASSES,
+    ModelSpec,
+    OptimizerSpec,
+    SpecError,
+    check_batch_size,
+    init_weights,
+)
 
 FRAMEWORK = "numpy"  # which process-wide settings bench.runtime applies
 
@@ -40,10 +50,35 @@ ACTIVATIONS = {
 # --- losses from logits: per-sample loss (B,) and its gradient dL_i/dz (B, 10)
 
 
+def array_module(a):
+    """numpy, or cupy for a CuPy array."""
+    if type(a).__module__.startswith("cupy"):
+        import cupy
+
+        return cupy
+    return np
+
+
+def gpu_array_module():
+    """CuPy, when it is installed and sees a GPU; else a one-line error."""
+    try:
+        import cupy
+    except ImportError:
+        raise SpecError(
+            "device=gpu for implementation=numpy needs CuPy: pip install 'mnist-bench[gpu]'"
+        ) from None
+    try:
+        if cupy.cuda.runtime.getDeviceCount() > 0:
+            return cupy
+    except cupy.cuda.runtime.CUDARuntimeError:
+        pass
+    raise SpecError("device=gpu but CuPy sees no GPU; use device=cpu")
+
+
 def softmax_cross_entropy(z, y):
     shifted = z - z.max(axis=1, keepdims=True)  # (B, 10) stable: exp never overflows
     logsumexp = np.log(np.exp(shifted).sum(axis=1, keepdims=True))  # (B, 1)
-    rows = np.arange(len(y))
+    rows = array_module(z).arange(len(y))
     losses = logsumexp[:, 0] - shifted[rows, y]  # (B,)  -log softmax(z)[y]
     dz = np.exp(shifted - logsumexp)  # (B, 10)  softmax(z)
     dz[rows, y] -= 1  # softmax - onehot
@@ -53,7 +88,7 @@ def softmax_cross_entropy(z, y):
 def mean_squared_error(z, y, output):
     f, df = ACTIVATIONS[output]
     a = f(z)  # (B, 10)
-    diff = a - one_hot(y, a.shape[1], a.dtype)  # (B, 10)
+    diff = a - array_module(a).eye(CLASSES, dtype=a.dtype)[y]  # (B, 10)  minus one-hot
     losses = (diff * diff).mean(axis=1)  # (B,)  Keras' mse: mean over classes
     dz = (2 / a.shape[1]) * diff * df(a)  # (B, 10)
     return losses, dz
@@ -145,13 +180,15 @@ class ScratchMLP:
         batch_size: int,
         weights: list[np.ndarray] | None = None,
         seed: int = 0,
+        device: str = "cpu",
     ):
+        self.xp = gpu_array_module() if device == "gpu" else np
         self.model = model
         self.batch_size = check_batch_size(batch_size)
         self.dtype = np.dtype(model.dtype)
         self.f, self.df = ACTIVATIONS[model.activation]
         self.params = [
-            np.array(w, dtype=self.dtype) for w in (weights or init_weights(model, seed))
+            self.xp.array(w, dtype=self.dtype) for w in (weights or init_weights(model, seed))
         ]
         n_layers = len(self.params) // 2
         lrs = [lr for lr in optimizer.layer_lrs(n_layers) for _ in range(2)]  # W and b
@@ -197,51 +234,66 @@ class ScratchMLP:
             dz /= len(y)
         return losses, z, self.backward(inputs, dz)
 
+    def _sum_over_batches(self, step, x, y, batch_size):
+        """Run step(xb, yb) -> (losses, logits) over in-order batches. Loss and correct count
+        are summed where the arrays live and read once, so on a GPU no step waits for the
+        host; returns the mean per-sample loss and the accuracy."""
+        xp = self.xp
+        x, y = xp.asarray(x), xp.asarray(y)  # NumPy on CPU: no copy; one transfer on a GPU
+        total_loss, correct = xp.zeros((), np.float64), xp.zeros((), np.int64)
+        for start in range(0, len(x), batch_size):
+            xb, yb = x[start : start + batch_size], y[start : start + batch_size]
+            losses, z = step(xb, yb)
+            total_loss += losses.sum()
+            correct += (z.argmax(axis=1) == yb).sum()
+        return float(total_loss) / len(x), int(correct) / len(x)
+
+    def _train_step(self, xb, yb):
+        losses, z, grads = self.objective_gradients(xb, yb)
+        self.optimizer.step(self.params, grads)
+        return losses, z
+
+    def _forward_step(self, xb, yb):
+        z, _ = self.forward(xb)
+        return self.loss(z, yb)[0], z
+
+    def _gradient_step(self, xb, yb):
+        return self.objective_gradients(xb, yb)[:2]
+
     def train_epoch(self, x, y):
-        total_loss, correct = 0.0, 0
-        for start in range(0, len(x), self.batch_size):
-            xb, yb = x[start : start + self.batch_size], y[start : start + self.batch_size]
-            losses, z, grads = self.objective_gradients(xb, yb)
-            self.optimizer.step(self.params, grads)
-            total_loss += float(losses.sum())
-            correct += int((z.argmax(axis=1) == yb).sum())
-        return total_loss / len(x), correct / len(x)
+        return self._sum_over_batches(self._train_step, x, y, self.batch_size)
 
     def phase_epoch(self, phase, x, y):
         """An epoch that stops each step after the forward pass ("forward") or after the
         backward pass ("gradients"), for the speed benchmark's breakdown."""
-        for start in range(0, len(x), self.batch_size):
-            xb, yb = x[start : start + self.batch_size], y[start : start + self.batch_size]
-            if phase == "forward":
-                z, _ = self.forward(xb)
-                losses = self.loss(z, yb)[0]
-            else:
-                losses, z, _ = self.objective_gradients(xb, yb)
-            float(losses.sum()), int((z.argmax(axis=1) == yb).sum())
+        step = self._forward_step if phase == "forward" else self._gradient_step
+        self._sum_over_batches(step, x, y, self.batch_size)
 
     def evaluate(self, x, y):
-        total_loss, correct = 0.0, 0
-        for start in range(0, len(x), EVAL_BATCH_SIZE):
-            xb, yb = x[start : start + EVAL_BATCH_SIZE], y[start : start + EVAL_BATCH_SIZE]
-            z, _ = self.forward(xb)
-            total_loss += float(self.loss(z, yb)[0].sum())
-            correct += int((z.argmax(axis=1) == yb).sum())
-        return total_loss / len(x), correct / len(x)
+        return self._sum_over_batches(self._forward_step, x, y, EVAL_BATCH_SIZE)
 
     def predict(self, x):
-        return np.concatenate(
-            [self.forward(x[i : i + EVAL_BATCH_SIZE])[0] for i in range(0, len(x), EVAL_BATCH_SIZE)]
-        )
+        x = self.xp.asarray(x)
+        logits = [
+            self.forward(x[i : i + EVAL_BATCH_SIZE])[0] for i in range(0, len(x), EVAL_BATCH_SIZE)
+        ]
+        return to_numpy(self.xp.concatenate(logits))
 
     def gradients(self, x, y):
-        return self.objective_gradients(x, y)[2]
+        return [
+            to_numpy(g) for g in self.objective_gradients(self.xp.asarray(x), self.xp.asarray(y))[2]
+        ]
 
     def get_weights(self):
-        return [p.copy() for p in self.params]
+        return [to_numpy(p.copy()) for p in self.params]
 
     def set_weights(self, weights):
         for p, w in zip(self.params, weights, strict=True):
-            p[...] = w
+            p[...] = self.xp.asarray(w)
+
+
+def to_numpy(a) -> np.ndarray:
+    return a if array_module(a) is np else a.get()
 
 
 build = ScratchMLP  # the module's entry point: build(model, optimizer, batch_size, weights, seed)

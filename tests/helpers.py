@@ -13,6 +13,8 @@ IMPLEMENTATION_CONFIGS = {
 NAMES = list(IMPLEMENTATION_CONFIGS)
 
 
-def build(name: str, *args, **kwargs):
+def build(name: str, *args, device: str = "cpu", **kwargs):
     cfg = IMPLEMENTATION_CONFIGS[name]
-    return load_build(cfg.module)(*args, **{**cfg.options, **kwargs})
+    root = OmegaConf.create({"device": {"name": device}, "implementation": cfg})
+    options = OmegaConf.to_container(root.implementation.options, resolve=True)
+    return load_build(cfg.module)(*args, **{**options, **kwargs})
