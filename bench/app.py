@@ -20,6 +20,9 @@ from bench.settings import ConfigError, Job, job_from_config
 from implementations import load_build
 
 log = logging.getLogger("bench")
+SWEEP_JOBS_ENV = "MNIST_BENCH_SWEEP_JOBS"  # the sweep's job count, set by bench.sweep
+OBJECTIVE = "final_val_accuracy"
+last_metrics: dict[str, float] = {}  # the last job's final metrics (its objective, for Optuna)
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 
@@ -61,6 +64,7 @@ def run(cfg: DictConfig) -> bool:
         return _failed(f"error: {job.run_name}: {reason}")
     if tracker:
         tracker.finish(result.metrics, result.predictions, result.labels)
+    last_metrics.update(result.metrics)
     m = result.metrics
     log.info(
         "%s: test accuracy %.4f, train time %.2fs",
@@ -81,6 +85,7 @@ def _finished_before(cfg: DictConfig, job: Job) -> bool:
     experiment_id = tracking.ensure_experiment(cfg.tracking)
     done = tracking.finished_runs(experiment_id, tracking.config_hash(cfg))
     if done:
+        last_metrics.update(done[0].data.metrics)
         log.info(
             "%s: skipped, already FINISHED as run %s (tracking.skip_completed=false runs it again)",
             job.run_name,
@@ -110,13 +115,23 @@ def _start_run(cfg: DictConfig, job: Job, parallel: int):
 
 
 def parallel_jobs() -> int:
-    """How many jobs the launcher runs at once (joblib's n_jobs), 1 when serial."""
+    """How many jobs of this sweep run at once on this machine: joblib's n_jobs, every job for
+    submitit_local (it starts them all), capped by the sweep's size and by the sweeper's
+    max_batch_size; 1 when serial or on SLURM (each job has its own allocation)."""
     if not HydraConfig.initialized():
         return 1
-    n_jobs = HydraConfig.get().launcher.get("n_jobs") or 1
-    if n_jobs < 0:  # joblib: -1 = one job per core
-        return os.cpu_count() or 1
-    return int(n_jobs)
+    hydra_cfg = HydraConfig.get()
+    launcher = str(hydra_cfg.launcher.get("_target_", ""))
+    size = int(os.environ.get(SWEEP_JOBS_ENV, 0)) or sys.maxsize
+    if "joblib" in launcher:
+        n_jobs = hydra_cfg.launcher.get("n_jobs") or 1
+        width = (os.cpu_count() or 1) if n_jobs < 0 else n_jobs  # joblib: -1 = one per core
+    elif launcher.endswith("submitit_launcher.LocalLauncher"):
+        width = size
+    else:
+        return 1
+    batch = hydra_cfg.sweeper.get("max_batch_size") or sys.maxsize
+    return max(1, min(width, size, batch))
 
 
 def share_thread_budget(job: Job, parallel: int) -> Job:
@@ -149,8 +164,12 @@ def _failed(message: str) -> bool:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
-def hydra_main(cfg: DictConfig) -> None:
+def hydra_main(cfg: DictConfig) -> float:
+    """Returns the final validation accuracy: what hydra/sweeper=optuna maximizes (NaN, a
+    failed trial, when the job failed or held out no validation set)."""
+    last_metrics.clear()
     run(cfg)
+    return last_metrics.get(OBJECTIVE, float("nan"))
 
 
 class Terminated(KeyboardInterrupt):
@@ -162,8 +181,13 @@ def _terminate(signum, frame) -> None:
 
 
 def main() -> None:
+    from bench.extras import MissingExtra, check_extras
     from bench.tracking import FAILURES, PARENT_RUN_ENV
 
+    try:
+        check_extras(sys.argv[1:])
+    except MissingExtra as e:
+        sys.exit(f"error: {e}")
     signal.signal(signal.SIGTERM, _terminate)
     try:
         hydra_main()

@@ -169,6 +169,8 @@ def train(job: Job, net, s: Splits, observers: list[Observer]) -> Result:
             o.epoch_done(epoch, m)
         if not math.isfinite(train_loss):
             raise Diverged(f"diverged at epoch {epoch}: train_loss={train_loss}")
+    if has_val:  # the objective a tuning sweep maximizes (never the test set)
+        result.metrics["final_val_accuracy"] = result.history[-1]["val_accuracy"]
     return result
 
 

@@ -20,6 +20,7 @@ from hydra.experimental.callback import Callback
 from mlflow import MlflowClient
 from omegaconf import DictConfig
 
+from bench.app import SWEEP_JOBS_ENV
 from bench.audit import GRID_ARTIFACT
 from bench.settings import ConfigError
 from bench.tracking import (
@@ -73,12 +74,14 @@ class MlflowSweepCallback(Callback):
                 run.info.run_id, {"jobs": grid, "hydra_overrides": launcher}, GRID_ARTIFACT
             )
             MlflowClient().set_tag(run.info.run_id, "sweep_jobs", str(len(grid)))
+            os.environ[SWEEP_JOBS_ENV] = str(len(grid))
         os.environ[PARENT_RUN_ENV] = run.info.run_id
         os.environ[SWEEP_ID_ENV] = sweep_id
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         parent = os.environ.pop(PARENT_RUN_ENV, None)
         os.environ.pop(SWEEP_ID_ENV, None)
+        os.environ.pop(SWEEP_JOBS_ENV, None)
         if parent is None:
             return
         client = MlflowClient()

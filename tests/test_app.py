@@ -239,10 +239,43 @@ def test_settings_fixed_at_tensorflow_start_cannot_change_inside_one_sweep(tmp_p
     assert statuses == [("1", "FINISHED"), ("2", "FAILED")]
 
 
+def cupy_sees_a_gpu() -> bool:
+    try:
+        import cupy
+
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # not installed, or no driver/device
+        return False
+
+
+@pytest.mark.skipif(cupy_sees_a_gpu(), reason="a GPU is visible here")
 def test_gpu_without_a_gpu_fails_clearly(tmp_path):
-    proc = mnist_bench(tmp_path, "implementation=tf_tape", "device=gpu", *SMALL)
+    proc = mnist_bench(tmp_path, "-m", "implementation=tf_tape,numpy", "device=gpu", *SMALL)
     assert proc.returncode == 1
     assert "device=gpu but TensorFlow sees no GPU; use device=cpu" in proc.stderr
+    try:
+        import cupy  # noqa: F401
+
+        numpy_message = "device=gpu but CuPy sees no GPU; use device=cpu"
+    except ImportError:
+        numpy_message = (
+            "device=gpu for implementation=numpy needs CuPy: pip install 'mnist-bench[gpu]'"
+        )
+    assert numpy_message in proc.stderr
+    failed = [r for r in runs_of(tmp_path) if "sweep_parent" not in r.data.tags]
+    assert {r.info.status for r in failed} == {"FAILED"}
+
+
+def test_a_missing_extra_is_named(monkeypatch, capsys):
+    from bench import extras
+
+    extras.check_extras(["hydra/launcher=joblib", "hydra/launcher=submitit_local"])  # installed
+    monkeypatch.setitem(extras.EXTRAS, "hydra/launcher=ray", ("hydra_plugins.no_such", "ray"))
+    with pytest.raises(extras.MissingExtra) as info:
+        extras.check_extras(["seed=1", "hydra/launcher=ray"])
+    assert str(info.value) == (
+        "hydra/launcher=ray needs the 'ray' extra: pip install 'mnist-bench[ray]'"
+    )
 
 
 def test_a_param_too_long_for_mlflow_goes_to_the_config_artifact(tmp_path):

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pytest
 import requests
 
@@ -37,12 +38,18 @@ def sweep(tmp_path: Path, *args: str, uri: str | None = None) -> subprocess.Comp
     return subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env=ENV, timeout=600)
 
 
-def finished_jobs(uri: str) -> set[tuple[str, str, str]]:
+def finished_jobs(uri: str) -> dict[tuple[str, str, str], list[float]]:
+    """(implementation, seed, config hash) -> per-epoch train and validation losses."""
     mlflow.set_tracking_uri(uri)
+    client = mlflow.MlflowClient()
     runs = mlflow.search_runs(experiment_names=["mnist-bench"], output_format="list")
     assert not [r for r in runs if r.info.status != "FINISHED"]
     return {
-        (r.data.tags["implementation"], r.data.params["seed"], r.data.tags["config_hash"])
+        (r.data.tags["implementation"], r.data.params["seed"], r.data.tags["config_hash"]): [
+            m.value
+            for key in ("train_loss", "val_loss")
+            for m in client.get_metric_history(r.info.run_id, key)
+        ]
         for r in runs
         if "sweep_parent" not in r.data.tags
     }
@@ -89,10 +96,21 @@ def test_same_runs_serial_joblib_submitit_and_server(tmp_path, mlflow_server):
     assert proc.returncode == 0, proc.stderr[-3000:]
     results["server"] = finished_jobs(mlflow_server)
 
+    # jobs side by side split the 2-thread budget and are flagged; serial ones are not
+    for name, width in (("joblib", "2"), ("submitit_local", "3")):
+        mlflow.set_tracking_uri(f"sqlite:///{tmp_path / name}/mlflow.db")
+        jobs = mlflow.search_runs(
+            experiment_names=["mnist-bench"], filter_string="tags.implementation != ''"
+        )
+        assert set(jobs["tags.parallel_jobs"]) == {width} and set(jobs["tags.threads"]) == {"1"}
     expected = results["serial"]
     assert {impl for impl, _, _ in expected} == {"numpy", "tf_tape", "keras"}
     for name, got in results.items():
-        assert got == expected, name
+        assert got.keys() == expected.keys(), name
+        # joblib reuses worker processes: no state leaks between jobs if every job computes
+        # what a fresh serial process computes (up to the thread count's summation order)
+        for key, losses in got.items():
+            np.testing.assert_allclose(losses, expected[key], rtol=1e-5, err_msg=f"{name} {key}")
 
     report = subprocess.run(
         [sys.executable, "-m", "bench.report.cli", "--tracking-uri", mlflow_server,
@@ -101,4 +119,29 @@ def test_same_runs_serial_joblib_submitit_and_server(tmp_path, mlflow_server):
     )  # fmt: skip
     assert report.returncode == 0, report.stderr[-3000:]
     text = (tmp_path / "reports" / "server" / "report.md").read_text()
-    assert "3 runs, 3 finished" in text
+    assert "3 runs, 3 finished" in text and "beside other jobs" not in text
+
+    report = subprocess.run(
+        [sys.executable, "-m", "bench.report.cli", "--tracking-uri",
+         f"sqlite:///{tmp_path}/joblib/mlflow.db", "--out", str(tmp_path / "reports"), "--name", "joblib"],
+        capture_output=True, text=True, env=ENV, timeout=300,
+    )  # fmt: skip
+    assert report.returncode == 0, report.stderr[-3000:]
+    text = (tmp_path / "reports" / "joblib" / "report.md").read_text()
+    assert "timings of 3 runs were taken beside other jobs (parallel_jobs=2)" in text
+
+
+def test_optuna_preset_maximizes_validation_accuracy(tmp_path):
+    proc = sweep(
+        tmp_path, "-m", "+experiment=tune", "implementation=numpy", "hydra.sweeper.n_trials=2",
+        "dataset.n_train=1000", "train.epochs=1",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    trials = mlflow.search_runs(
+        experiment_names=["mnist-bench"], filter_string="tags.preset = 'tune'"
+    )
+    best = float(proc.stdout.split("Best value: ")[1].split()[0])
+    assert len(trials) == 2 and set(trials.status) == {"FINISHED"}
+    assert best == pytest.approx(trials["metrics.final_val_accuracy"].max())
+    assert trials["params.optimizer.lr"].nunique() == 2  # Optuna chose the values

@@ -74,7 +74,8 @@ def per_run(runs: pd.DataFrame, hist: pd.DataFrame) -> pd.DataFrame:
     first = times[times.step == 1].set_index("run_id")["value"]
     steady = times[times.step >= 2].groupby("run_id")["value"].median()
     out["first_epoch_s"] = out.run_id.map(first)
-    out["steady_epoch_s"] = out.run_id.map(steady)
+    # a one-epoch run has no steady state: its only epoch (tracing included) stands in
+    out["steady_epoch_s"] = out.run_id.map(steady).fillna(out.first_epoch_s)
     for threshold in THRESHOLDS:
         out[f"to_{threshold:.3g}"] = out.run_id.map(
             lambda r, th=threshold: time_to_accuracy(hist, r, th)
@@ -183,6 +184,13 @@ def fairness_warnings(runs: pd.DataFrame) -> list[str]:
         for tag in ("tags.threads", "tags.device", "tags.lockstep"):
             if tag in g and g[tag].nunique() > 1:
                 warnings.append(f"{preset}: {tag.removeprefix('tags.')} differs")
+        if "tags.parallel_jobs" in g and g["tags.parallel_jobs"].notna().any():
+            n = int(g["tags.parallel_jobs"].notna().sum())
+            width = ", ".join(sorted(g["tags.parallel_jobs"].dropna().unique()))
+            warnings.append(
+                f"{preset}: timings of {n} runs were taken beside other jobs "
+                f"(parallel_jobs={width}); use a serial sweep for published timings"
+            )
     return warnings
 
 

@@ -82,6 +82,8 @@ def build_report(runs: pd.DataFrame, label: str, out_dir: Path) -> Path:
     if not table.empty:
         s.tables.append(table.drop(columns=["signature"]))
         for preset, g in table.groupby("preset"):
+            if g["steady epoch s"].isna().all():
+                continue
             best = g.loc[g["steady epoch s"].idxmin()]
             s.text.append(
                 f"Fastest for {preset} on this machine: {best.implementation} "
