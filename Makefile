@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # searches its cache and downloads.
 export MNIST_BENCH_DATA_DIR ?= $(abspath $(wildcard ../shared/data))
 
-.PHONY: help install demo test test-fast lint report ui reference
+.PHONY: help install demo test test-fast lint report ui reference speed audit
 help:            ## show this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
@@ -32,6 +32,12 @@ lint: $(STAMP)   ## ruff lint and format check
 
 report: $(STAMP) ## write results/<name>/report.html for the latest sweep
 	$(VENV)/bin/mnist-bench-report
+
+audit: $(STAMP)  ## what the latest sweep is missing, and the command that fills the holes
+	$(VENV)/bin/mnist-bench-audit
+
+speed: $(STAMP)  ## the speed benchmark -> results/speed/speed.md (~8 min; reference copy: --out results/reference)
+	$(VENV)/bin/mnist-bench-speed
 
 REF_DB := results/reference.db
 REF := tracking.uri=sqlite:///$(REF_DB) tracking.artifact_root=results/reference-artifacts
