@@ -15,7 +15,7 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.entities import Run
 
-from bench.tracking import DEFAULT_URI, reap_stale_runs
+from bench.tracking import add_store_arguments, reap_stale_runs
 
 GRID_ARTIFACT = "sweep_grid.json"
 MISSING = "MISSING"
@@ -112,11 +112,7 @@ def audit(experiment_id: str, sweep_id: str | None = None) -> tuple[Run, list[Gr
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mnist-bench-audit", description=__doc__)
-    parser.add_argument(
-        "--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_URI)
-    )
-    parser.add_argument("--experiment", default="mnist-bench")
-    parser.add_argument("--sweep-id", help="default: the latest sweep")
+    add_store_arguments(parser)
     args = parser.parse_args(argv)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     mlflow.set_tracking_uri(args.tracking_uri)

@@ -42,6 +42,16 @@ class TrackingError(ConfigError):
     """The tracking store cannot be used (unreachable server, unknown URI scheme)."""
 
 
+def add_store_arguments(parser, experiment: str = "mnist-bench", sweeps: bool = True) -> None:
+    """The command-line options of the commands that read a store: where, which experiment,
+    and (for sweep readers) which sweep."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_URI)
+    parser.add_argument("--tracking-uri", default=uri, help=f"default: {uri}")
+    parser.add_argument("--experiment", default=experiment)
+    if sweeps:
+        parser.add_argument("--sweep-id", help="default: the latest sweep")
+
+
 def tracking_uri(tracking: DictConfig) -> str:
     return tracking.uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
 

@@ -16,7 +16,7 @@ from mlflow import MlflowClient
 from bench.report import analysis, plots
 from bench.report.collect import ReportError, histories, select_runs, setting_signature
 from bench.report.render import Section, write_html, write_markdown
-from bench.tracking import DEFAULT_URI, REPEAT_TOLERANCE
+from bench.tracking import REPEAT_TOLERANCE, add_store_arguments
 
 ENV_TAGS = (
     "cpu_model",
@@ -282,11 +282,7 @@ def checklist_section(runs: pd.DataFrame, table: pd.DataFrame) -> Section:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mnist-bench-report", description=__doc__)
-    parser.add_argument(
-        "--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_URI)
-    )
-    parser.add_argument("--experiment", default="mnist-bench")
-    parser.add_argument("--sweep-id", help="default: the latest sweep")
+    add_store_arguments(parser)
     parser.add_argument(
         "--filter", help="an MLflow filter string, e.g. \"tags.preset = 'compare'\""
     )

@@ -87,7 +87,7 @@ def log_to_mlflow(uri: str, experiment: str, params, metrics, results, report: P
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.tracking import DEFAULT_URI
+    from bench.tracking import add_store_arguments
 
     parser = argparse.ArgumentParser(prog="mnist-bench-speed", description=__doc__)
     parser.add_argument("--repeats", type=int, default=5)
@@ -96,10 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="one small case, 2 repeats")
     parser.add_argument("--out", default="results/speed")
-    parser.add_argument(
-        "--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_URI)
-    )
-    parser.add_argument("--experiment", default="mnist-bench-speed")
+    add_store_arguments(parser, experiment="mnist-bench-speed", sweeps=False)
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.threads < 1:
         parser.error(f"--repeats={args.repeats} and --threads={args.threads} must be >= 1")
