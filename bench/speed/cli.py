@@ -164,14 +164,11 @@ def main(argv: list[str] | None = None) -> int:
         f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {cpu_model()}, "
         f"{args.threads} threads, {repeats} repeats (medians), "
         f"{n_train or 'all'} training images{' (--quick)' if args.quick else ''}.",
-        "",
         f"Float32 matrix-product peak (2048 x 2048, same run): **{peak:.0f} GFLOP/s**. "
         "GFLOP/s counts the matrix products of a training epoch (forward, weight gradients, "
         "input gradients past the first layer) over the median epoch time.",
-        "",
         f"Harness overhead (5-epoch NumPy `compare` run, MLflow + progress + timing vs the bare "
         f"loop, medians): {with_harness:.2f} s vs {bare:.2f} s = **{100 * overhead:+.1f}%**.",
-        "",
         "Phases: each repeat also runs an epoch of steps stopped after the forward pass (loss "
         "and accuracy included) and one stopped after the backward pass, through the same "
         "input pipeline; backward = the difference, update+rest = epoch - forward+backward "
@@ -182,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     report = out / "speed.md"
-    write_report(tables, [h for h in header if h], report)
+    write_report(tables, header, report)
     metrics = {
         "matmul_peak_gflops": peak,
         "harness_overhead": overhead,

@@ -1,18 +1,15 @@
-"""Two measurements of the harness itself (not unit tests; run by hand, numbers in notes):
+"""Position independence, a check of the harness run by hand (numbers in notes): one config
+run first and last in one process (as Hydra's basic launcher does), with other
+implementations in between: losses and epoch times compared. The harness's overhead is
+measured by `mnist-bench-speed` (bench/speed/overhead.py).
 
-1. tracking overhead: the same job with MLflow tracking on and off, interleaved, medians;
-2. position independence: one config run first and last in one process (as Hydra's basic
-   launcher does), with other implementations in between: losses and epoch times compared.
-
-    python -m tests.benchmarks.harness_checks [--repeats 3]
+    python -m tests.benchmarks.harness_checks
 """
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import tempfile
-import time
 
 from hydra import compose, initialize_config_dir
 from mlflow import MlflowClient
@@ -26,26 +23,6 @@ def cfg_for(store: str, *overrides: str):
         return compose(
             "config", overrides=["+experiment=compare", f"tracking.uri={store}", *overrides]
         )
-
-
-def timed(cfg) -> float:
-    start = time.perf_counter()
-    assert run(cfg)
-    return time.perf_counter() - start
-
-
-def tracking_overhead(store: str, repeats: int, implementation: str) -> None:
-    on, off = [], []
-    for _ in range(repeats):
-        on.append(timed(cfg_for(store, f"implementation={implementation}")))
-        off.append(
-            timed(cfg_for(store, f"implementation={implementation}", "tracking.enabled=false"))
-        )
-    m_on, m_off = statistics.median(on), statistics.median(off)
-    print(
-        f"tracking overhead ({implementation}, 5 epochs, {repeats} repeats): on {m_on:.2f}s, "
-        f"off {m_off:.2f}s, ratio {m_on / m_off:.3f} ({(m_on - m_off):+.2f}s)"
-    )
 
 
 def position_independence(store: str) -> None:
@@ -72,14 +49,8 @@ def position_independence(store: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        store = f"sqlite:///{tmp}/mlflow.db"
-        position_independence(store)
-        for implementation in ("numpy", "keras"):
-            tracking_overhead(store, args.repeats, implementation)
+        position_independence(f"sqlite:///{tmp}/mlflow.db")
 
 
 if __name__ == "__main__":
