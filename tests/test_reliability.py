@@ -20,7 +20,7 @@ def start_and_wait(tmp_path, args, ready) -> subprocess.Popen:
     proc = subprocess.Popen(
         command(tmp_path, *args),
         cwd=tmp_path,
-        env=ENV,
+        env={**ENV, "PYTHONFAULTHANDLER": "1"},  # SIGABRT dumps every thread's stack
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -36,6 +36,17 @@ def start_and_wait(tmp_path, args, ready) -> subprocess.Popen:
             continue
     proc.kill()
     pytest.fail("the command never got there")
+
+
+def communicate(proc: subprocess.Popen, timeout: float) -> str:
+    """The process's stderr once it exits; if it hangs, fail with every thread's stack."""
+    try:
+        return proc.communicate(timeout=timeout)[1]
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        pytest.fail(
+            f"still running after {timeout} s; its threads:\n{proc.communicate()[1][-12000:]}"
+        )
 
 
 def running_with_epochs(epochs: int, finished: int = 0):
@@ -60,7 +71,7 @@ def running_with_epochs(epochs: int, finished: int = 0):
 def test_signal_during_an_epoch_kills_the_run_and_keeps_its_epochs(tmp_path, sig, reason):
     proc = start_and_wait(tmp_path, LONG, running_with_epochs(2))
     proc.send_signal(sig)
-    _, stderr = proc.communicate(timeout=60)
+    stderr = communicate(proc, timeout=60)
     assert proc.returncode == 130, stderr[-2000:]
     (run,) = runs_of(tmp_path)
     assert run.info.status == "KILLED"

@@ -39,14 +39,15 @@ def test_phase_epochs_run_without_updating(name, mnist):
 def test_speed_command_quick(tmp_path):
     store = f"sqlite:///{tmp_path}/m.db"
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.speed.cli", "--quick", "--out", str(tmp_path / "out"),
-         "--tracking-uri", store],
+        [sys.executable, "-m", "bench.speed.cli", "--quick", "--case", "keras_dense512:64",
+         "--out", str(tmp_path / "out"), "--tracking-uri", store],
         capture_output=True, text=True, env=ENV, cwd=tmp_path, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = (tmp_path / "out" / "speed.md").read_text()
     for title in ("Epoch time", "Where the time goes", "Startup", "Import cost"):
         assert f"## {title}" in report
+    assert "| keras_dense512 b64 | 64 | numpy |" in report  # the case asked for
     mlflow.set_tracking_uri(store)
     runs = mlflow.search_runs(experiment_names=["mnist-bench-speed"], output_format="list")
     parent = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
@@ -58,9 +59,16 @@ def test_speed_command_quick(tmp_path):
         assert r.data.metrics["forward_s"] > 0 and r.data.metrics["backward_s"] > 0
 
 
-def test_speed_command_refuses_bad_arguments():
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--repeats", "0"], "--repeats=0"),
+        (["--case", "keras_dense"], "unknown preset 'keras_dense'; one of compare, keras_dense512"),
+        (["--case", "tape_sigmoid:0"], "batch '0' in 'tape_sigmoid:0' must be a positive integer"),
+    ],
+)
+def test_speed_command_refuses_bad_arguments(args, message):
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.speed.cli", "--repeats", "0"],
-        capture_output=True, text=True, env=ENV,
-    )  # fmt: skip
-    assert proc.returncode == 2 and "--repeats=0" in proc.stderr.strip().splitlines()[-1]
+        [sys.executable, "-m", "bench.speed.cli", *args], capture_output=True, text=True, env=ENV
+    )
+    assert proc.returncode == 2 and message in proc.stderr.strip().splitlines()[-1]

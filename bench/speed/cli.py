@@ -5,6 +5,7 @@ harness overhead and the startup costs; it logs them to MLflow (experiment
 
     mnist-bench-speed                 # the full matrix, 5 repeats (about 10 minutes)
     mnist-bench-speed --quick         # one small case, 2 repeats: checks that it all works
+    mnist-bench-speed --case keras_dense512:128 --repeats 9   # one case of the matrix
 """
 
 from __future__ import annotations
@@ -23,6 +24,19 @@ from bench.speed.flops import forward_flops, matmul_peak_gflops, train_flops
 from bench.speed.measure import CASES, IMPLEMENTATIONS, Case, Timings, measure_case
 
 BASELINE = "keras"
+
+
+def parse_case(text: str) -> Case:
+    """PRESET or PRESET:BATCH, the preset one of conf/experiment's."""
+    from bench.app import CONFIG_DIR
+
+    preset, _, batch = text.partition(":")
+    presets = sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml"))
+    if preset not in presets:
+        raise argparse.ArgumentTypeError(f"unknown preset {preset!r}; one of {', '.join(presets)}")
+    if batch and not (batch.isdigit() and int(batch) > 0):
+        raise argparse.ArgumentTypeError(f"batch {batch!r} in {text!r} must be a positive integer")
+    return Case(preset, int(batch) if batch else None)
 
 
 def case_rows(case: Case, job, n_train: int, n_test: int, timings: dict[str, Timings], peak):
@@ -95,6 +109,13 @@ def main(argv: list[str] | None = None) -> int:
         "--threads", type=int, default=2, help="the thread budget, as train.threads"
     )
     parser.add_argument("--quick", action="store_true", help="one small case, 2 repeats")
+    parser.add_argument(
+        "--case",
+        type=parse_case,
+        action="append",
+        metavar="PRESET[:BATCH]",
+        help="measure this case instead of the whole matrix (repeatable)",
+    )
     parser.add_argument("--out", default="results/speed")
     add_store_arguments(parser, experiment="mnist-bench-speed", sweeps=False)
     args = parser.parse_args(argv)
@@ -104,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     cases, n_train, repeats = CASES, None, args.repeats
     if args.quick:
         cases, n_train, repeats = (Case("keras_dense512", 128),), 3000, 2
+    cases = args.case or cases
     started = time.perf_counter()
 
     peak = matmul_peak_gflops(args.threads)
