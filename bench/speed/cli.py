@@ -145,8 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     from bench.speed.startup import MODULES, first_epoch_seconds, import_seconds
 
     small = min(repeats, 1 if args.quick else 3)  # each of these takes whole processes
-    with_harness, bare = harness_overhead(repeats=small, n_train=n_train)
-    overhead = with_harness / bare - 1
+    with_harness, bare, overhead = harness_overhead(
+        repeats=1 if args.quick else max(repeats, 5), n_train=n_train
+    )
     imports = {m: import_seconds(m, repeats=small) for m in MODULES}
     to_first_epoch = first_epoch_seconds(IMPLEMENTATIONS, repeats=small)
 
@@ -190,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         "GFLOP/s counts the matrix products of a training epoch (forward, weight gradients, "
         "input gradients past the first layer) over the median epoch time.",
         f"Harness overhead (5-epoch NumPy `compare` run, MLflow + progress + timing vs the bare "
-        f"loop, medians): {with_harness:.2f} s vs {bare:.2f} s = **{100 * overhead:+.1f}%**.",
+        f"loop; medians {with_harness:.2f} s vs {bare:.2f} s; median of the paired, alternating "
+        f"runs): **{100 * overhead:+.1f}%**.",
         "Phases: each repeat also runs an epoch of steps stopped after the forward pass (loss "
         "and accuracy included) and one stopped after the backward pass, through the same "
         "input pipeline; backward = the difference, update+rest = epoch - forward+backward "

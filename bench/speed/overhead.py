@@ -29,9 +29,11 @@ def bare_loop(job, net, s) -> None:
         net.evaluate(s.x_val, s.y_val)
 
 
-def harness_overhead(repeats: int, n_train: int | None = None) -> tuple[float, float]:
-    """Median seconds of a 5-epoch NumPy `compare` run: harness loop, bare loop (interleaved).
-    NumPy has the shortest epochs, so its relative overhead is the largest of the three."""
+def harness_overhead(repeats: int, n_train: int | None = None) -> tuple[float, float, float]:
+    """Median seconds of a 5-epoch NumPy `compare` run with the harness and with the bare loop,
+    and the median of the paired overheads (harness / bare - 1). The pairs alternate which
+    side runs first, so a drift in the shared machine's speed lands on both sides. NumPy has
+    the shortest epochs, so its relative overhead is the largest of the three."""
     from bench.tracking import MlflowRun
 
     overrides = [
@@ -49,16 +51,31 @@ def harness_overhead(repeats: int, n_train: int | None = None) -> tuple[float, f
             s = prepare(data, job.data.val_size, job.data.n_train, job.data.split_seed)
             build = load_build(job.module)
             weights = init_weights(job.model, job.seed)
-            harness, bare = [], []
-            for _ in range(repeats):
+
+            def with_harness() -> float:
                 net = build(job.model, job.optimizer, job.batch_size, weights, job.seed)
                 run = MlflowRun(cfg, job.run_name, {})
                 start = time.perf_counter()
                 train(job, net, s, [ConsoleProgress(job), run])
-                harness.append(time.perf_counter() - start)
+                seconds = time.perf_counter() - start
                 run.fail("overhead measurement", status="FINISHED")
+                return seconds
+
+            def bare() -> float:
                 net = build(job.model, job.optimizer, job.batch_size, weights, job.seed)
                 start = time.perf_counter()
                 bare_loop(job, net, s)
-                bare.append(time.perf_counter() - start)
-    return statistics.median(harness), statistics.median(bare)
+                return time.perf_counter() - start
+
+            pairs = []
+            for r in range(repeats):
+                if r % 2:
+                    b = bare()
+                    h = with_harness()
+                else:
+                    h = with_harness()
+                    b = bare()
+                pairs.append((h, b))
+    harness_s, bare_s = zip(*pairs)
+    overhead = statistics.median(h / b - 1 for h, b in pairs)
+    return statistics.median(harness_s), statistics.median(bare_s), overhead
