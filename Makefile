@@ -36,7 +36,7 @@ report: $(STAMP) ## write results/<name>/report.html for the latest sweep
 audit: $(STAMP)  ## what the latest sweep is missing, and the command that fills the holes
 	$(VENV)/bin/mnist-bench-audit
 
-speed: $(STAMP)  ## the speed benchmark -> results/speed/speed.md (~8 min; reference copy: --out results/reference)
+speed: $(STAMP)  ## the speed benchmark -> results/speed/speed.md (~10 min; reference copy: --out results/reference)
 	$(VENV)/bin/mnist-bench-speed
 
 REF_DB := results/reference.db
