@@ -68,16 +68,6 @@ def batches(x, y, batch_size: int) -> tf.data.Dataset:
     return tf.data.Dataset.from_tensor_slices((x, y.astype(np.int32))).batch(batch_size)
 
 
-def sum_over_batches(fn, x, y, batch_size: int) -> list[float]:
-    """Run fn over in-order tf.data batches, summing what it returns on the device; the
-    pass's one host sync is at the end, so no step waits for the host."""
-    totals = None
-    for xb, yb in batches(x, y, batch_size):
-        out = fn(xb, yb)
-        totals = list(out) if totals is None else [t + o for t, o in zip(totals, out)]
-    return [float(t) for t in totals]
-
-
 def batch_totals(losses, z, y):
     """The batch's summed loss and its count of correct predictions."""
     correct = tf.reduce_sum(

@@ -21,7 +21,6 @@ from implementations.tf_common import (
     keras_optimizer,
     per_sample_loss,
     phase_functions,
-    sum_over_batches,
 )
 
 ACTIVATIONS = {"relu": tf.nn.relu, "sigmoid": tf.sigmoid, "tanh": tf.tanh}
@@ -79,11 +78,11 @@ class TapeMLP(tf.Module):
     def _gradients(self, x, y):
         with tf.GradientTape() as tape:
             objective, losses, z = self._objective(x, y)
-        grads = tape.gradient(objective, self.params)
-        return [g * s if s != 1 else g for g, s in zip(grads, self.grad_scales)], losses, z
+        return tape.gradient(objective, self.params), losses, z
 
     def _step(self, x, y):
         grads, losses, z = self._gradients(x, y)
+        grads = [g * s if s != 1 else g for g, s in zip(grads, self.grad_scales)]  # layer rates
         self.optimizer.apply_gradients(zip(grads, self.params))
         return batch_totals(losses, z, y)
 
@@ -92,8 +91,13 @@ class TapeMLP(tf.Module):
         return batch_totals(self.loss_fn(y, z), z, y)
 
     def _run(self, fn, x, y, batch_size):
-        total_loss, correct = sum_over_batches(fn, x, y, batch_size)[:2]
-        return total_loss / len(x), correct / len(x)
+        """Step by step from Python (eager training, evaluation), summing on the device."""
+        total_loss, correct = tf.zeros((), self.dtype), tf.zeros((), tf.int32)
+        for xb, yb in batches(x, y, batch_size):
+            loss, hits = fn(xb, yb)
+            total_loss += loss
+            correct += hits
+        return float(total_loss) / len(x), int(correct) / len(x)  # the pass's one host sync
 
     def train_epoch(self, x, y):
         if self.eager:

@@ -102,6 +102,16 @@ def test_lockstep_float32_keras_defaults(pair, subset):
     assert msg is None, msg
 
 
+@pytest.mark.parametrize("opt_name", ["sgd", "momentum"])
+def test_lockstep_with_an_output_layer_rate(opt_name, subset):
+    """optimizer.output_lr: the scratch network updates two flat parameter groups, each at
+    its own rate (Keras refuses the option, so tf_tape is the reference)."""
+    opt = OptimizerSpec(name=opt_name, **{**EXACT, "output_lr": 2**-4})
+    model = ModelSpec(hidden=(32, 16), activation="relu")
+    msg = check_lockstep(("numpy", "tf_tape"), model, opt, subset, "float64", rtol=1e-9, atol=1e-12)
+    assert msg is None, msg
+
+
 def test_check_detects_a_perturbed_implementation(subset):
     """The check itself can fail: nudge one weight of one network and it names that layer."""
     model, opt = ModelSpec(hidden=(16, 8)), OptimizerSpec(name="sgd", **EXACT)
