@@ -13,7 +13,7 @@ help:            ## show this list
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,joblib,slurm,optuna]'
+	$(PY) -m pip install -q -e '.[dev,all]'
 	touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install the project with its test tools

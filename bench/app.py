@@ -15,21 +15,17 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from bench import runtime
 from bench.settings import ConfigError, Job, job_from_config
-from implementations import load_build
 
 log = logging.getLogger("bench")
 SWEEP_JOBS_ENV = "MNIST_BENCH_SWEEP_JOBS"  # the sweep's job count, set by bench.sweep
-OBJECTIVE = "final_val_accuracy"
-last_metrics: dict[str, float] = {}  # the last job's final metrics (its objective, for Optuna)
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 
-def run(cfg: DictConfig) -> bool:
-    """Run one job; True if it finished (or had finished before and is skipped). Failures are
-    logged in one line, never raised, so a sweep goes on; Ctrl-C ends the run KILLED and stops."""
-    runtime.quiet_tensorflow()
+def run(cfg: DictConfig) -> dict[str, float] | None:
+    """Run one job and return its final metrics (those of the earlier FINISHED run when it is
+    skipped); None when it did not finish. Failures are logged in one line, never raised, so a
+    sweep goes on; Ctrl-C ends the run KILLED and stops."""
     try:
         job = job_from_config(cfg)
     except ConfigError as e:
@@ -43,8 +39,8 @@ def run(cfg: DictConfig) -> bool:
     tracker = None
     if cfg.tracking.enabled:
         try:
-            if _finished_before(cfg, job):
-                return True
+            if (done := _finished_before(cfg, job)) is not None:
+                return done
             tracker = _start_run(cfg, job, parallel)
         except ConfigError as e:  # tracking settings or an unreachable store
             return _failed(f"error: {e}")
@@ -64,7 +60,6 @@ def run(cfg: DictConfig) -> bool:
         return _failed(f"error: {job.run_name}: {reason}")
     if tracker:
         tracker.finish(result.metrics, result.predictions, result.labels)
-    last_metrics.update(result.metrics)
     m = result.metrics
     log.info(
         "%s: test accuracy %.4f, train time %.2fs",
@@ -72,37 +67,38 @@ def run(cfg: DictConfig) -> bool:
         m["test_accuracy"],
         m["train_time_s"],
     )
-    return True
+    return m
 
 
-def _finished_before(cfg: DictConfig, job: Job) -> bool:
+def _finished_before(cfg: DictConfig, job: Job) -> dict[str, float] | None:
     """With tracking.skip_completed, a config that already has a FINISHED run is not run again,
-    so re-running an interrupted sweep only runs what is missing."""
-    from bench import tracking
+    so re-running an interrupted sweep only runs what is missing: that run's metrics."""
+    from bench import store, tracking
 
     if not tracking.skip_completed(cfg.tracking, multirun=_in_sweep()):
-        return False
-    experiment_id = tracking.ensure_experiment(cfg.tracking)
-    done = tracking.finished_runs(experiment_id, tracking.config_hash(cfg))
+        return None
+    experiment_id = store.ensure_experiment(cfg.tracking)
+    done = store.finished_runs(experiment_id, tracking.config_hash(cfg))
     if done:
-        last_metrics.update(done[0].data.metrics)
         log.info(
             "%s: skipped, already FINISHED as run %s (tracking.skip_completed=false runs it again)",
             job.run_name,
             done[0].info.run_id,
         )
-    return bool(done)
+        return done[0].data.metrics
+    return None
 
 
 def _start_run(cfg: DictConfig, job: Job, parallel: int):
     from bench.environment import environment_tags
+    from bench.job_setup import job_implementation
     from bench.tracking import MlflowRun
 
-    if job.device == "gpu":  # the framework's import tells the CUDA version for the tags
-        with contextlib.suppress(Exception):  # a failing import fails the run itself, next
-            load_build(job.module)
+    versions = {}
+    with contextlib.suppress(Exception):  # a failing import fails the run itself, next
+        versions = job_implementation(job).versions()
     tags = {
-        **environment_tags(job.device, job.threads),
+        **environment_tags(job.device, job.threads, versions),
         "implementation": job.implementation,
         "preset": job.preset,
         "lockstep": str(job.lockstep).lower(),
@@ -155,21 +151,22 @@ def _is_user_error(e: Exception) -> bool:
     return isinstance(e, (ConfigError, DataError, SpecError, Diverged))
 
 
-def _failed(message: str) -> bool:
+def _failed(message: str) -> None:
     from bench.tracking import FAILURES
 
     print(message, file=sys.stderr)
     FAILURES.append(message)
-    return False
+    return None
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
-def hydra_main(cfg: DictConfig) -> float:
-    """Returns the final validation accuracy: what hydra/sweeper=optuna maximizes (NaN, a
-    failed trial, when the job failed or held out no validation set)."""
-    last_metrics.clear()
-    run(cfg)
-    return last_metrics.get(OBJECTIVE, float("nan"))
+def hydra_main(cfg: DictConfig) -> float | None:
+    """Returns the job's `optimized_metric` (set by a tuning preset): what a sweeper such as
+    Optuna optimizes; NaN, a failed trial, when the job failed or did not log that metric."""
+    metrics = run(cfg) or {}
+    if cfg.get("optimized_metric"):
+        return metrics.get(cfg.optimized_metric, float("nan"))
+    return None
 
 
 class Terminated(KeyboardInterrupt):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import platform
 import socket
 import subprocess
-import sys
 from functools import cache
 from importlib import metadata
 from pathlib import Path
@@ -14,13 +13,7 @@ from pathlib import Path
 from threadpoolctl import threadpool_info
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = {
-    "numpy": "numpy",
-    "tensorflow": "tensorflow",
-    "keras": "keras",
-    "mlflow": "mlflow",
-    "hydra": "hydra-core",
-}
+PACKAGES = {"numpy": "numpy", "mlflow": "mlflow", "hydra": "hydra-core"}  # every run uses them
 
 
 def _version(dist: str) -> str:
@@ -73,9 +66,14 @@ def blas() -> str:
     return ", ".join(sorted(set(libs))) or "none"
 
 
-def environment_tags(device: str, threads: int | None) -> dict[str, str]:
+def environment_tags(device: str, threads: int | None, versions: dict[str, str]) -> dict[str, str]:
+    """`versions` is what the implementation runs on (Implementation.versions()): its
+    framework's packages, and on a GPU the CUDA version under the key `cuda`."""
     commit, dirty = git_state()
+    versions = dict(versions)
+    cuda = versions.pop("cuda", None)
     tags = {f"version.{name}": _version(dist) for name, dist in PACKAGES.items()}
+    tags.update({f"version.{name}": version for name, version in versions.items()})
     tags.update(
         {
             "version.python": platform.python_version(),
@@ -91,12 +89,13 @@ def environment_tags(device: str, threads: int | None) -> dict[str, str]:
     )
     if device == "gpu":
         tags.update(gpu_tags())
+        if cuda:
+            tags["cuda_version"] = cuda
     return tags
 
 
 def gpu_tags() -> dict[str, str]:
-    """GPU model, driver and CUDA version, from nvidia-smi and the framework in use (CuPy's
-    CUDA runtime, or the CUDA TensorFlow was built with)."""
+    """GPU model and driver, from nvidia-smi."""
     tags = {"device_name": "none"}
     try:
         line = subprocess.run(
@@ -109,10 +108,4 @@ def gpu_tags() -> dict[str, str]:
         tags["device_name"], tags["gpu_driver"] = (v.strip() for v in line.split(",", 1))
     except (OSError, subprocess.SubprocessError, IndexError, ValueError):
         pass
-    if "cupy" in sys.modules:
-        version = sys.modules["cupy"].cuda.runtime.runtimeGetVersion()  # e.g. 12080
-        tags["cuda_version"] = f"{version // 1000}.{version % 1000 // 10}"
-    elif "tensorflow" in sys.modules:
-        build = sys.modules["tensorflow"].sysconfig.get_build_info()
-        tags["cuda_version"] = str(build.get("cuda_version", "none"))
     return tags

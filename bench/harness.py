@@ -16,11 +16,10 @@ from typing import Protocol
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from bench import runtime
-from bench.data import Dataset, Splits, load, prepare
+from bench.data import Dataset, Splits
+from bench.job_setup import build_network, initial_weights, load_data
 from bench.settings import Job
-from implementations import load_build
-from implementations.spec import init_weights
+from implementations import Implementation
 
 log = logging.getLogger("bench")
 
@@ -97,24 +96,17 @@ def run_job(job: Job, observers: list[Observer]) -> Result:
     start = time.perf_counter()
     reset_peak_rss()
     with threadpool_limits(limits=job.threads):
-        build = load_build(job.module)  # imports the framework (TensorFlow only if needed)
-        runtime.configure(job)
-        runtime.seed_everything(job.seed)
         t = time.perf_counter()
-        dataset = load(job.data.name, job.data.data_dir, download=job.data.download)
-        splits = prepare(
-            dataset, job.data.val_size, job.data.n_train, job.data.split_seed, dtype=job.model.dtype
-        )
+        dataset, splits = load_data(job)
         data_load_time = time.perf_counter() - t
         for o in observers:
             o.data_loaded(dataset)
-        weights = init_weights(job.model, job.seed) if job.lockstep else None
-        net = build(job.model, job.optimizer, job.batch_size, weights, job.seed, **job.options)
+        impl, net = build_network(job, initial_weights(job))
         startup = seconds_since_process_start()
-        result = train(job, net, splits, observers)
+        result = train(job, net, splits, observers, impl)
         t = time.perf_counter()
         test_loss, test_acc = net.evaluate(splits.x_test, splits.y_test)
-        runtime.synchronize(job.device)
+        impl.synchronize(job.device)
         final_eval_time = time.perf_counter() - t
         _, train_acc = net.evaluate(splits.x_train, splits.y_train)
         result.predictions = net.predict(splits.x_test).argmax(axis=1).astype(np.uint8)
@@ -133,12 +125,12 @@ def run_job(job: Job, observers: list[Observer]) -> Result:
     )
     if startup is not None:
         result.metrics["startup_s"] = startup
-    if job.device == "gpu" and (peak := runtime.gpu_peak_mb()) is not None:
+    if (peak := impl.device_peak_mb(job.device)) is not None:
         result.metrics["gpu_peak_mb"] = peak
     return result
 
 
-def train(job: Job, net, s: Splits, observers: list[Observer]) -> Result:
+def train(job: Job, net, s: Splits, observers: list[Observer], impl: Implementation) -> Result:
     result = Result()
     has_val = len(s.y_val) > 0
     if has_val:
@@ -150,14 +142,14 @@ def train(job: Job, net, s: Splits, observers: list[Observer]) -> Result:
         x, y = shuffler.epoch(epoch)  # shuffled outside the timed region
         t = time.perf_counter()
         train_loss, train_acc = net.train_epoch(x, y)
-        runtime.synchronize(job.device)
+        impl.synchronize(job.device)
         epoch_time = time.perf_counter() - t
         elapsed += epoch_time
         m = {"train_loss": train_loss, "train_accuracy": train_acc, "epoch_time_s": epoch_time}
         if math.isfinite(train_loss) and has_val:
             t = time.perf_counter()
             m["val_loss"], m["val_accuracy"] = net.evaluate(s.x_val, s.y_val)
-            runtime.synchronize(job.device)
+            impl.synchronize(job.device)
             m["eval_time_s"] = time.perf_counter() - t
             if (
                 m["val_accuracy"] >= job.target_accuracy

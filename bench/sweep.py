@@ -21,16 +21,9 @@ from mlflow import MlflowClient
 from omegaconf import DictConfig
 
 from bench.app import SWEEP_JOBS_ENV
-from bench.audit import GRID_ARTIFACT
 from bench.settings import ConfigError
-from bench.tracking import (
-    FAILURES,
-    PARENT_RUN_ENV,
-    SWEEP_ID_ENV,
-    config_hash,
-    ensure_experiment,
-    process_tags,
-)
+from bench.store import GRID_ARTIFACT, ensure_experiment
+from bench.tracking import FAILURES, PARENT_RUN_ENV, SWEEP_ID_ENV, config_hash, process_tags
 
 
 def sweep_grid(config: DictConfig) -> list[dict] | None:

@@ -10,11 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import socket
 import tempfile
 from pathlib import Path
-from urllib.parse import urlparse
 
 import mlflow
 import numpy as np
@@ -28,32 +26,12 @@ from omegaconf import DictConfig, OmegaConf
 from bench.data import Dataset
 from bench.data.catalog import dataset_info
 from bench.settings import ConfigError
+from bench.store import ensure_experiment, finished_runs, metric_values
 
-DEFAULT_URI = "sqlite:///results/mlflow.db"
 PARENT_RUN_ENV = "MNIST_BENCH_PARENT_RUN_ID"
 SWEEP_ID_ENV = "MNIST_BENCH_SWEEP_ID"
 FAILURES: list[str] = []  # jobs of this process (and sweeps) that did not finish
-SERVER_PROBE_TIMEOUT_S = 5
-SCHEMES = ("", "file", "sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")
 REPEAT_TOLERANCE = 1e-4  # relative loss difference still called `tolerance`, not `divergent`
-
-
-class TrackingError(ConfigError):
-    """The tracking store cannot be used (unreachable server, unknown URI scheme)."""
-
-
-def add_store_arguments(parser, experiment: str = "mnist-bench", sweeps: bool = True) -> None:
-    """The command-line options of the commands that read a store: where, which experiment,
-    and (for sweep readers) which sweep."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_URI)
-    parser.add_argument("--tracking-uri", default=uri, help=f"default: {uri}")
-    parser.add_argument("--experiment", default=experiment)
-    if sweeps:
-        parser.add_argument("--sweep-id", help="default: the latest sweep")
-
-
-def tracking_uri(tracking: DictConfig) -> str:
-    return tracking.uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
 
 
 def process_tags() -> dict[str, str]:
@@ -64,73 +42,6 @@ def process_tags() -> dict[str, str]:
         "pid": str(me.pid),
         "pid_started": f"{me.create_time():.3f}",
     }
-
-
-def owner_alive(tags: dict[str, str]) -> bool:
-    try:
-        return f"{psutil.Process(int(tags['pid'])).create_time():.3f}" == tags["pid_started"]
-    except (psutil.NoSuchProcess, KeyError, ValueError):
-        return False
-
-
-def reap_stale_runs(experiment_id: str) -> list[str]:
-    """Runs of this host left RUNNING by a process that no longer exists end FAILED."""
-    client = MlflowClient()
-    reaped = []
-    for run in client.search_runs([experiment_id], "attributes.status = 'RUNNING'"):
-        tags = run.data.tags
-        if tags.get("host") == socket.gethostname() and not owner_alive(tags):
-            client.set_tag(run.info.run_id, "failure_reason", "stale: process gone")
-            client.set_terminated(run.info.run_id, "FAILED")
-            reaped.append(run.info.run_name)
-    return reaped
-
-
-def check_server(uri: str) -> None:
-    """An http(s) store must answer within seconds: MLflow's own client retries a dead server
-    with backoff for minutes before it gives up."""
-    import requests
-
-    try:
-        requests.get(f"{uri.rstrip('/')}/health", timeout=SERVER_PROBE_TIMEOUT_S).raise_for_status()
-    except requests.RequestException as e:
-        reason = type(e).__name__
-        raise TrackingError(
-            f"tracking.uri={uri}: no MLflow server answers ({reason}); start one with "
-            "`mlflow server --host 127.0.0.1 --port PORT` or leave tracking.uri unset "
-            "for the local SQLite store"
-        ) from None
-
-
-def ensure_experiment(tracking: DictConfig) -> str:
-    """Sets the tracking URI and returns the experiment id, creating store and experiment."""
-    uri = tracking_uri(tracking)
-    scheme = urlparse(uri).scheme
-    if scheme not in SCHEMES and not re.fullmatch(r"[a-zA-Z]", scheme):  # C:\ on Windows
-        raise TrackingError(
-            f"tracking.uri={uri}: unsupported scheme {scheme!r}; allowed: sqlite:///FILE, "
-            "http(s)://HOST:PORT (an MLflow server), a directory or file:DIR, postgresql://, mysql://"
-        )
-    if scheme in ("http", "https"):
-        check_server(uri)
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(uri)
-    try:
-        experiment = mlflow.get_experiment_by_name(tracking.experiment)
-    except mlflow.exceptions.MlflowException as e:
-        message = str(e).split(". See ")[0].replace("\n", " ")
-        raise TrackingError(f"tracking.uri={uri}: {message}") from None
-    if experiment is not None:
-        reap_stale_runs(experiment.experiment_id)
-        return experiment.experiment_id
-    location = None
-    if not uri.startswith(("http://", "https://")):
-        location = Path(tracking.artifact_root).resolve().as_uri()
-    try:
-        return mlflow.create_experiment(tracking.experiment, artifact_location=location)
-    except mlflow.exceptions.MlflowException:  # another writer created it first
-        return mlflow.get_experiment_by_name(tracking.experiment).experiment_id
 
 
 def flatten(node, prefix: str = "") -> dict[str, str]:
@@ -153,9 +64,10 @@ def job_config(cfg: DictConfig) -> dict:
 
 
 def config_hash(cfg: DictConfig) -> str:
-    """Stable identity of what a run computes: the config without tracking settings and
-    without where the data is read from (the dataset digest tag says what it was)."""
-    body = {k: v for k, v in job_config(cfg).items() if k != "tracking"}
+    """Stable identity of what a run computes: the config without tracking settings, without
+    what a sweeper optimizes, and without where the data is read from (the dataset digest tag
+    says what it was)."""
+    body = {k: v for k, v in job_config(cfg).items() if k not in ("tracking", "optimized_metric")}
     for key in ("data_dir", "download"):
         body.get("dataset", {}).pop(key, None)
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
@@ -169,15 +81,6 @@ def skip_completed(tracking: DictConfig, multirun: bool) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(f"tracking.skip_completed={value!r} must be true, false or null")
     return value
-
-
-def finished_runs(experiment_id: str, identity: str) -> list:
-    """FINISHED runs of one config, newest first."""
-    return MlflowClient().search_runs(
-        [experiment_id],
-        f"tags.config_hash = '{identity}' and attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"],
-    )
 
 
 def compare_repeat(losses: list[float], earlier: list[float]) -> tuple[str, float]:
@@ -254,9 +157,9 @@ class MlflowRun:
         if not earlier:
             return
         previous = earlier[0]
-        history = MlflowClient().get_metric_history(previous.info.run_id, "train_loss")
-        losses = [m.value for m in sorted(history, key=lambda m: m.step)]
-        outcome, diff = compare_repeat(self.losses, losses)
+        outcome, diff = compare_repeat(
+            self.losses, metric_values(previous.info.run_id, "train_loss")
+        )
         tags = {"determinism": outcome, "determinism_max_rel_diff": f"{diff:.3g}"}
         mlflow.set_tags({**tags, "determinism_compared_to": previous.info.run_id})
         if "determinism" not in previous.data.tags:

@@ -1,8 +1,12 @@
-"""The verbs the harness drives. Each implementation module provides `build(...) -> Network`.
+"""The verbs the harness drives. Each implementation module provides `build(...) -> Network`
+(and, optionally, its framework's verbs: see implementations/__init__.py).
 
 The harness owns data order, timing, seeding and logging; a network only computes. Batches
 are taken in the order given: the harness has already shuffled `x` and `y` (into buffers it
 reuses next epoch, so a network must not keep them after train_epoch returns).
+
+Two verbs are optional, for the callers that need them: `gradients` (the equivalence tests)
+and `phase_epoch` (the speed benchmark's per-phase breakdown).
 """
 
 from __future__ import annotations
@@ -26,17 +30,25 @@ class Network(Protocol):
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Logits (N, 10)."""
 
-    def gradients(self, x: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
-        """Gradients of the training objective on one batch, in get_weights() order."""
-
-    def phase_epoch(self, phase: str, x: np.ndarray, y: np.ndarray) -> None:
-        """A train_epoch whose steps stop after "forward" (loss and accuracy included) or after
-        "gradients", without updating: the speed benchmark's per-phase breakdown."""
-
     def get_weights(self) -> list[np.ndarray]:
         """[W1, b1, W2, b2, ...] as NumPy arrays, W of shape (in, out)."""
 
     def set_weights(self, weights: list[np.ndarray]) -> None: ...
+
+
+class WithGradients(Network, Protocol):
+    """Optional, for the equivalence tests."""
+
+    def gradients(self, x: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
+        """Gradients of the training objective on one batch, in get_weights() order."""
+
+
+class WithPhases(Network, Protocol):
+    """Optional, for the speed benchmark."""
+
+    def phase_epoch(self, phase: str, x: np.ndarray, y: np.ndarray) -> None:
+        """A train_epoch whose steps stop after "forward" (loss and accuracy included) or after
+        "gradients", without updating: the speed benchmark's per-phase breakdown."""
 
 
 class Build(Protocol):

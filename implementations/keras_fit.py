@@ -7,21 +7,24 @@ rate through `fit`, so such a spec is refused at construction.
 
 from __future__ import annotations
 
-import keras
 import numpy as np
-import tensorflow as tf
 
 from implementations.base import EVAL_BATCH_SIZE
 from implementations.spec import ModelSpec, OptimizerSpec, SpecError, check_batch_size
-from implementations.tf_common import (  # batches: fit's array adapter casts float64 to float32
-    batches,
+from implementations.tf_common import (  # the framework verbs: shared with tf_tape
+    batches,  # fit's array adapter would cast float64 to float32
+    configure,  # noqa: F401
+    device_peak_mb,  # noqa: F401
     framework_weights,
+    keras,
     keras_optimizer,
     per_sample_loss,
     phase_functions,
+    set_seed,  # noqa: F401
+    synchronize,  # noqa: F401
+    tf,
+    versions,  # noqa: F401
 )
-
-FRAMEWORK = "tensorflow"  # which process-wide settings bench.runtime applies
 
 
 class SampleLoss(keras.losses.Loss):

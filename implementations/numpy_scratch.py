@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import sys
 
 import numpy as np
 
@@ -26,8 +27,6 @@ from implementations.spec import (
     check_batch_size,
     init_weights,
 )
-
-FRAMEWORK = "numpy"  # which process-wide settings bench.runtime applies
 
 # --- activations: f(z), and f'(z) written in terms of a = f(z) (what the forward pass kept)
 
@@ -328,6 +327,36 @@ class ScratchMLP:
 
 def to_numpy(a) -> np.ndarray:
     return a if array_module(a) is np else a.get()
+
+
+# --- the framework verbs (implementations/__init__.py): NumPy needs none on a CPU, where the
+# harness's BLAS thread limit is the budget; on a GPU they talk to CuPy
+
+
+def configure(threads: int | None, device: str) -> None:
+    if device == "gpu":
+        gpu_array_module()  # a one-line error now, not after the data is loaded
+
+
+def synchronize() -> None:
+    import cupy
+
+    cupy.cuda.Device().synchronize()
+
+
+def device_peak_mb() -> float:
+    import cupy
+
+    return cupy.get_default_memory_pool().total_bytes() / 2**20  # the pool keeps its peak
+
+
+def versions() -> dict[str, str]:
+    found = {"numpy": np.__version__}
+    if cupy := sys.modules.get("cupy"):
+        found["cupy"] = cupy.__version__
+        version = cupy.cuda.runtime.runtimeGetVersion()  # e.g. 12080
+        found["cuda"] = f"{version // 1000}.{version % 1000 // 10}"
+    return found
 
 
 build = ScratchMLP  # the module's entry point: build(model, optimizer, batch_size, weights, seed)

@@ -1,15 +1,83 @@
-"""What the two TensorFlow implementations share: the loss from logits and the initializers.
+"""What the two TensorFlow implementations share: the framework verbs (process settings,
+seeds, device synchronization and memory, versions), the loss from logits and the
+initializers. One definition keeps tf_tape and keras computing exactly the same objective.
 
-One definition keeps tf_tape and keras computing exactly the same objective.
+tf_tape and keras_fit take `tf` and `keras` from here, so TensorFlow's C++ logging level is set
+before its first import.
 """
 
 from __future__ import annotations
 
-import keras
-import numpy as np
-import tensorflow as tf
+import os
 
-from implementations.spec import CLASSES, ModelSpec
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from implementations.spec import CLASSES, ModelSpec, SpecError  # noqa: E402
+
+_settings: dict = {}  # the process settings TensorFlow started with: they cannot change later
+
+
+def configure(threads: int | None, device: str) -> None:
+    """Threads, visible devices and op determinism, once, before TensorFlow's first op. A later
+    job in the same process that asks for other values is refused instead of silently running
+    with the old ones."""
+    wanted = {"train.threads": threads, "device": device}
+    if _settings:
+        for key, value in wanted.items():
+            if _settings[key] != value:
+                raise SpecError(
+                    f"{key}={value} cannot change inside one process (TensorFlow started with "
+                    f"{_settings[key]}); run it as its own command or with hydra/launcher=joblib"
+                )
+        return
+    try:
+        if device == "cpu":
+            tf.config.set_visible_devices([], "GPU")
+        if threads:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        raise SpecError(
+            "TensorFlow was initialised before the job could set device and threads; "
+            "run the job in a fresh process"
+        ) from None
+    if device == "gpu" and not tf.config.list_physical_devices("GPU"):
+        raise SpecError(
+            "device=gpu but TensorFlow sees no GPU; use device=cpu (a GPU machine needs "
+            "pip install 'mnist-bench[gpu]')"
+        )
+    tf.config.experimental.enable_op_determinism()
+    _settings.update(wanted)
+
+
+def set_seed(seed: int) -> None:
+    """Seeds TensorFlow and Keras, and drops the global Keras state an earlier job left."""
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(seed)
+
+
+def synchronize() -> None:
+    tf.test.experimental.sync_devices()
+
+
+def device_peak_mb() -> float | None:
+    if not tf.config.list_logical_devices("GPU"):
+        return None
+    return tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
+
+
+def versions() -> dict[str, str]:
+    """TensorFlow's and Keras' versions; on a GPU also the CUDA TensorFlow was built with."""
+    build = tf.sysconfig.get_build_info()
+    found = {"tensorflow": tf.__version__, "keras": keras.__version__}
+    if build.get("cuda_version") and _settings.get("device") == "gpu":
+        found["cuda"] = str(build["cuda_version"])
+    return found
+
 
 KERAS_INITIALIZERS = {
     "glorot_normal": keras.initializers.GlorotNormal,

@@ -9,24 +9,26 @@ correct counts on the device and returns them once, so no step waits for Python 
 from __future__ import annotations
 
 import numpy as np
-import tensorflow as tf
 
 from implementations.base import EVAL_BATCH_SIZE
 from implementations.spec import ModelSpec, OptimizerSpec, check_batch_size
-from implementations.tf_common import (
+from implementations.tf_common import (  # the framework verbs: shared with keras_fit
     batch_totals,
     batches,
+    configure,  # noqa: F401
+    device_peak_mb,  # noqa: F401
     framework_weights,
     graph_epoch,
     keras_optimizer,
     per_sample_loss,
     phase_functions,
+    set_seed,  # noqa: F401
+    synchronize,  # noqa: F401
+    tf,
+    versions,  # noqa: F401
 )
 
 ACTIVATIONS = {"relu": tf.nn.relu, "sigmoid": tf.sigmoid, "tanh": tf.tanh}
-
-
-FRAMEWORK = "tensorflow"  # which process-wide settings bench.runtime applies
 
 
 class TapeMLP(tf.Module):

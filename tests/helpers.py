@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from omegaconf import OmegaConf
 
-from implementations import load_build
+from implementations import registry
 from tests.conftest import ROOT
 
 IMPLEMENTATION_CONFIGS = {
@@ -14,7 +14,11 @@ NAMES = list(IMPLEMENTATION_CONFIGS)
 
 
 def build(name: str, *args, device: str = "cpu", **kwargs):
+    """The implementation's network with its config's options (device resolved), after its
+    process settings, as a job builds it."""
     cfg = IMPLEMENTATION_CONFIGS[name]
     root = OmegaConf.create({"device": {"name": device}, "implementation": cfg})
     options = OmegaConf.to_container(root.implementation.options, resolve=True)
-    return load_build(cfg.module)(*args, **{**options, **kwargs})
+    impl = registry()[name]
+    impl.configure(2, device)
+    return impl.build(*args, **{**options, **kwargs})

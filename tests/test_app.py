@@ -203,7 +203,7 @@ def test_bad_override_is_refused_before_training(override, message, capsys):
         job_from_config(cfg)
     assert message in str(info.value) and "\n" not in str(info.value)
     FAILURES.clear()
-    assert run(cfg) is False  # and the app says so, without starting a run
+    assert run(cfg) is None  # and the app says so, without starting a run
     assert message in capsys.readouterr().err
     FAILURES.clear()
 
@@ -302,7 +302,7 @@ def test_a_numpy_run_never_imports_tensorflow(tmp_path):
         "from bench.app import run\n"
         f"cfg = compose_cfg('tracking.uri=sqlite:///{tmp_path}/m.db', *{SMALL!r})\n"
         "assert run(cfg)\n"
-        "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))\n"
+        "print(sorted(m for m in ('tensorflow', 'keras', 'jax') if m in sys.modules))\n"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300, env=ENV

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import mlflow
 import pandas as pd
-from mlflow import MlflowClient
 
-from bench import audit
+from bench import store
 
 HISTORY_KEYS = ("train_loss", "val_accuracy", "epoch_time_s")
 SETTING_EXCLUDE = ("params.implementation.", "params.seed", "params.tracking.")
@@ -25,11 +23,11 @@ def select_runs(
 ) -> tuple[pd.DataFrame, str]:
     """Job runs (not sweep parents, any status) of one selection, and its description.
     Default: the latest sweep."""
-    mlflow.set_tracking_uri(uri)
-    exp = mlflow.get_experiment_by_name(experiment)
-    if exp is None:
-        raise ReportError(f"experiment {experiment!r} not found at {uri}")
-    runs = mlflow.search_runs([exp.experiment_id], filter_string=filter_string or "")
+    try:
+        experiment_id = store.open_experiment(uri, experiment)
+    except store.StoreError as e:
+        raise ReportError(str(e)) from None
+    runs = store.runs_frame(experiment_id, filter_string)
     if runs.empty:
         raise ReportError(
             f"experiment {experiment!r} has no runs"
@@ -44,7 +42,7 @@ def select_runs(
         sweep_id = parents.sort_values("start_time").iloc[-1]["tags.sweep_id"]
     note = ""
     if sweep_id is not None:
-        jobs, note = sweep_jobs(jobs, exp.experiment_id, sweep_id)
+        jobs, note = sweep_jobs(jobs, experiment_id, sweep_id)
     if jobs.empty:
         raise ReportError(f"no runs match sweep {sweep_id!r}")
     jobs = jobs.assign(run_name=jobs["tags.mlflow.runName"])
@@ -62,31 +60,24 @@ def sweep_jobs(jobs: pd.DataFrame, experiment_id: str, sweep_id: str) -> tuple[p
     (so a sweep resumed by a second command reports whole), and a note on what is missing."""
     own = jobs[jobs.get("tags.sweep_id", pd.Series(index=jobs.index)) == sweep_id]
     try:
-        parent = audit.sweep_parent(experiment_id, sweep_id)
-    except audit.AuditError:
+        parent = store.sweep_parent(experiment_id, sweep_id)
+    except store.StoreError:
         return own, ""
-    grid = audit.load_grid(parent)
+    grid = store.load_grid(parent)
     if grid is None:
         return own, ""
-    grid_jobs = audit.grid_status(experiment_id, parent, grid)
+    grid_jobs = store.grid_status(experiment_id, parent, grid)
     chosen = jobs[jobs.run_id.isin([j.run_id for j in grid_jobs if j.run_id])]
     reused = int((chosen.get("tags.sweep_id") != sweep_id).sum())
-    missing = sum(j.status == audit.MISSING for j in grid_jobs)
+    missing = sum(j.status == store.MISSING for j in grid_jobs)
     parts = [f"{reused} runs from earlier sweeps"] if reused else []
     parts += [f"{missing} of {len(grid_jobs)} grid jobs missing"] if missing else []
     return chosen, f" ({'; '.join(parts)})" if parts else ""
 
 
 def histories(runs: pd.DataFrame) -> pd.DataFrame:
-    """Long table: run_id, key, step, value for the per-epoch metrics."""
-    client = MlflowClient()
-    rows = [
-        {"run_id": run_id, "key": key, "step": m.step, "value": m.value}
-        for run_id in runs["run_id"]
-        for key in HISTORY_KEYS
-        for m in client.get_metric_history(run_id, key)
-    ]
-    return pd.DataFrame(rows, columns=["run_id", "key", "step", "value"])
+    """Long table: run_id, key, step, value for the per-epoch metrics the report reads."""
+    return store.histories(runs["run_id"], HISTORY_KEYS)
 
 
 def setting_signature(runs: pd.DataFrame) -> pd.Series:

@@ -11,7 +11,6 @@ harness overhead and the startup costs; it logs them to MLflow (experiment
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from datetime import datetime, timezone
@@ -21,9 +20,8 @@ import pandas as pd
 
 from bench.report.render import Section, write_markdown
 from bench.speed.flops import forward_flops, matmul_peak_gflops, train_flops
-from bench.speed.measure import CASES, IMPLEMENTATIONS, Case, Timings, measure_case
-
-BASELINE = "keras"
+from bench.speed.measure import CASES, Case, Timings, measure_case
+from implementations import registry
 
 
 def parse_case(text: str) -> Case:
@@ -39,9 +37,18 @@ def parse_case(text: str) -> Case:
     return Case(preset, int(batch) if batch else None)
 
 
+def parse_implementation(name: str) -> str:
+    if name not in registry():
+        raise argparse.ArgumentTypeError(
+            f"unknown implementation {name!r}; one of {', '.join(registry())}"
+        )
+    return name
+
+
 def case_rows(case: Case, job, n_train: int, n_test: int, timings: dict[str, Timings], peak):
-    """One row per implementation: medians, GFLOP/s, share of the peak, ratio to Keras, and
-    the phases (backward = gradients - forward; update = epoch - gradients)."""
+    """One row per implementation: medians, GFLOP/s, share of the peak, time relative to the
+    fastest implementation of the case, and the phases (backward = gradients - forward;
+    update = epoch - gradients)."""
     rows = []
     sizes = job.model.sizes
     for impl, t in timings.items():
@@ -64,9 +71,7 @@ def case_rows(case: Case, job, n_train: int, n_test: int, timings: dict[str, Tim
             }
         )
     table = pd.DataFrame(rows)
-    if BASELINE in timings:
-        keras = table.loc[table.implementation == BASELINE, "epoch s"].iloc[0]
-        table["vs keras"] = table["epoch s"] / keras
+    table["vs fastest"] = table["epoch s"] / table["epoch s"].min()
     return table
 
 
@@ -84,8 +89,9 @@ def log_to_mlflow(uri: str, experiment: str, params, metrics, results, report: P
 
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment(experiment)
+    versions = {k: v for impl in registry().values() for k, v in impl.versions().items()}
     with mlflow.start_run(run_name=f"speed-{datetime.now():%Y%m%d-%H%M%S}") as parent:
-        mlflow.set_tags(environment_tags("cpu", params["threads"]))
+        mlflow.set_tags(environment_tags("cpu", params["threads"], versions))
         mlflow.log_params(params)
         mlflow.log_metrics(metrics)
         mlflow.log_artifact(str(report))
@@ -116,12 +122,19 @@ def main(argv: list[str] | None = None) -> int:
         metavar="PRESET[:BATCH]",
         help="measure this case instead of the whole matrix (repeatable)",
     )
+    parser.add_argument(
+        "--implementation",
+        type=parse_implementation,
+        action="append",
+        metavar="NAME",
+        help="measure this implementation (repeatable); default: every registered one",
+    )
     parser.add_argument("--out", default="results/speed")
     add_store_arguments(parser, experiment="mnist-bench-speed", sweeps=False)
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.threads < 1:
         parser.error(f"--repeats={args.repeats} and --threads={args.threads} must be >= 1")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    implementations = args.implementation or list(registry())
     cases, n_train, repeats = CASES, None, args.repeats
     if args.quick:
         cases, n_train, repeats = (Case("keras_dense512", 128),), 3000, 2
@@ -132,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"float32 matrix-product peak ({args.threads} threads): {peak:.0f} GFLOP/s")
     epoch_tables = []
     for case in cases:
-        job, n, timings = measure_case(case, repeats, n_train=n_train, threads=args.threads)
+        job, n, timings = measure_case(case, repeats, implementations, n_train, args.threads)
         epoch_tables.append(case_rows(case, job, n, 10_000, timings, peak))
         print(
             epoch_tables[-1][["case", "implementation", "epoch s", "GFLOP/s"]].to_string(
@@ -142,21 +155,25 @@ def main(argv: list[str] | None = None) -> int:
     results = pd.concat(epoch_tables, ignore_index=True)
 
     from bench.speed.overhead import harness_overhead
-    from bench.speed.startup import MODULES, first_epoch_seconds, import_seconds
+    from bench.speed.startup import SHARED_MODULES, first_epoch_seconds, import_seconds
 
     small = min(repeats, 1 if args.quick else 3)  # each of these takes whole processes
     with_harness, bare, overhead = harness_overhead(
         repeats=1 if args.quick else max(repeats, 5), n_train=n_train
     )
-    imports = {m: import_seconds(m, repeats=small) for m in MODULES}
-    to_first_epoch = first_epoch_seconds(IMPLEMENTATIONS, repeats=small)
+    modules = {
+        f"{i} ({registry()[i].module_name})": registry()[i].module_name for i in implementations
+    }
+    modules.update({m: m for m in SHARED_MODULES})
+    imports = {label: import_seconds(m, repeats=small) for label, m in modules.items()}
+    to_first_epoch = first_epoch_seconds(implementations, repeats=small)
 
     speed_cols = [
         "case",
         "batch",
         "implementation",
         "epoch s",
-        "vs keras",
+        "vs fastest",
         "GFLOP/s",
         "% of peak",
         "eval s",
@@ -198,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         "input pipeline; backward = the difference, update+rest = epoch - forward+backward "
         "(the optimizer, plus per-step overhead: Keras' `fit` machinery lands here, since fit "
         "hides its phases; its forward and backward are timed in steps of the same model). "
-        "First-epoch extra = first epoch - median epoch (TensorFlow's tracing).",
+        "First-epoch extra = first epoch - median epoch (tracing and compilation). Import cost: "
+        "an implementation's module with its framework, and the modules every run imports.",
     ]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -209,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         "harness_overhead": overhead,
         "wall_s": time.perf_counter() - started,
     }
-    metrics.update({f"import_s.{m}": s for m, s in imports.items()})
+    metrics.update({f"import_s.{m.split()[0]}": s for m, s in imports.items()})
     metrics.update({f"startup_s.{i}": s for i, s in to_first_epoch.items()})
     params = {"repeats": repeats, "threads": args.threads, "quick": args.quick, "n_train": n_train}
     run_id = log_to_mlflow(args.tracking_uri, args.experiment, params, metrics, results, report)

@@ -16,15 +16,11 @@ from dataclasses import dataclass, field
 from hydra import compose, initialize_config_dir
 from threadpoolctl import threadpool_limits
 
-from bench import runtime
 from bench.app import CONFIG_DIR
-from bench.data import load, prepare
 from bench.harness import Shuffler
+from bench.job_setup import build_network, initial_weights, load_data
 from bench.settings import Job, job_from_config
-from implementations import load_build
-from implementations.spec import init_weights
 
-IMPLEMENTATIONS = ("numpy", "tf_tape", "keras")
 PHASES = ("forward", "gradients")
 
 
@@ -66,52 +62,49 @@ class Timings:
     gradients: list[float] = field(default_factory=list)
 
     def median(self, name: str) -> float:
-        return statistics.median(getattr(self, name))
-
-
-def _timed(fn, *args) -> float:
-    start = time.perf_counter()
-    fn(*args)
-    return time.perf_counter() - start
+        """The median over repeats; NaN for a phase the implementation cannot stop at."""
+        values = getattr(self, name)
+        return statistics.median(values) if values else float("nan")
 
 
 def measure_case(
     case: Case,
     repeats: int,
-    implementations=IMPLEMENTATIONS,
+    implementations: list[str],
     n_train: int | None = None,
     threads: int | None = 2,
 ) -> tuple[Job, int, dict[str, Timings]]:
     """The case's job (first implementation's), training samples, and timings per
-    implementation."""
+    implementation. Networks without the optional `phase_epoch` verb get no phase timings."""
     jobs = {impl: case.job(impl, n_train, threads) for impl in implementations}
     job = jobs[implementations[0]]
     with threadpool_limits(limits=threads):
-        dataset = load(job.data.name, job.data.data_dir, download=job.data.download)
-        s = prepare(
-            dataset, job.data.val_size, job.data.n_train, job.data.split_seed, job.model.dtype
-        )
-        weights = init_weights(job.model, job.seed)
-        nets = {}
-        for impl, j in jobs.items():
-            build = load_build(j.module)
-            runtime.configure(j)
-            runtime.seed_everything(j.seed)
-            nets[impl] = build(j.model, j.optimizer, j.batch_size, weights, j.seed, **j.options)
-        timings = {impl: Timings(impl) for impl in implementations}
+        _, s = load_data(job)
+        weights = initial_weights(job)
+        nets = {name: build_network(j, weights) for name, j in jobs.items()}
+
+        def timed(name, fn, *args) -> float:
+            start = time.perf_counter()
+            fn(*args)
+            nets[name][0].synchronize(jobs[name].device)
+            return time.perf_counter() - start
+
+        timings = {name: Timings(name) for name in implementations}
         shuffler = Shuffler(s.x_train, s.y_train, job.seed)
         x, y = shuffler.epoch(1)  # the warm-up epoch
-        for impl, net in nets.items():
-            timings[impl].first_epoch = _timed(net.train_epoch, x, y)
-            for phase in PHASES:  # traces the phase steps
-                net.phase_epoch(phase, x[: 4 * job.batch_size], y[: 4 * job.batch_size])
+        for name, (_, net) in nets.items():
+            timings[name].first_epoch = timed(name, net.train_epoch, x, y)
+            if hasattr(net, "phase_epoch"):
+                for phase in PHASES:  # traces the phase steps
+                    net.phase_epoch(phase, x[: 4 * job.batch_size], y[: 4 * job.batch_size])
             net.evaluate(s.x_test, s.y_test)
         for r in range(repeats):
             x, y = shuffler.epoch(r + 2)
-            for impl, net in nets.items():
-                t = timings[impl]
-                t.epoch.append(_timed(net.train_epoch, x, y))
-                t.evaluation.append(_timed(net.evaluate, s.x_test, s.y_test))
-                t.forward.append(_timed(net.phase_epoch, "forward", x, y))
-                t.gradients.append(_timed(net.phase_epoch, "gradients", x, y))
+            for name, (_, net) in nets.items():
+                t = timings[name]
+                t.epoch.append(timed(name, net.train_epoch, x, y))
+                t.evaluation.append(timed(name, net.evaluate, s.x_test, s.y_test))
+                if hasattr(net, "phase_epoch"):
+                    t.forward.append(timed(name, net.phase_epoch, "forward", x, y))
+                    t.gradients.append(timed(name, net.phase_epoch, "gradients", x, y))
     return job, len(s.y_train), timings

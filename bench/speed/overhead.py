@@ -15,18 +15,18 @@ from hydra import compose, initialize_config_dir
 from threadpoolctl import threadpool_limits
 
 from bench.app import CONFIG_DIR
-from bench.data import load, prepare
 from bench.harness import ConsoleProgress, Shuffler, train
+from bench.job_setup import build_network, initial_weights, load_data
 from bench.settings import job_from_config
-from implementations import load_build
-from implementations.spec import init_weights
 
 
-def bare_loop(job, net, s) -> None:
+def bare_loop(job, net, s, impl) -> None:
     shuffler = Shuffler(s.x_train, s.y_train, job.seed)
     for epoch in range(1, job.epochs + 1):
         net.train_epoch(*shuffler.epoch(epoch))
+        impl.synchronize(job.device)
         net.evaluate(s.x_val, s.y_val)
+        impl.synchronize(job.device)
 
 
 def harness_overhead(repeats: int, n_train: int | None = None) -> tuple[float, float, float]:
@@ -47,24 +47,22 @@ def harness_overhead(repeats: int, n_train: int | None = None) -> tuple[float, f
             cfg = compose("config", overrides=overrides)
         job = job_from_config(cfg)
         with threadpool_limits(limits=job.threads):
-            data = load(job.data.name, job.data.data_dir, download=job.data.download)
-            s = prepare(data, job.data.val_size, job.data.n_train, job.data.split_seed)
-            build = load_build(job.module)
-            weights = init_weights(job.model, job.seed)
+            _, s = load_data(job)
+            weights = initial_weights(job)
 
             def with_harness() -> float:
-                net = build(job.model, job.optimizer, job.batch_size, weights, job.seed)
+                impl, net = build_network(job, weights)
                 run = MlflowRun(cfg, job.run_name, {})
                 start = time.perf_counter()
-                train(job, net, s, [ConsoleProgress(job), run])
+                train(job, net, s, [ConsoleProgress(job), run], impl)
                 seconds = time.perf_counter() - start
                 run.fail("overhead measurement", status="FINISHED")
                 return seconds
 
             def bare() -> float:
-                net = build(job.model, job.optimizer, job.batch_size, weights, job.seed)
+                impl, net = build_network(job, weights)
                 start = time.perf_counter()
-                bare_loop(job, net, s)
+                bare_loop(job, net, s, impl)
                 return time.perf_counter() - start
 
             pairs = []

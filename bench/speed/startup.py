@@ -1,9 +1,9 @@
-"""Startup costs, each in fresh processes: importing each framework, and the time from the
-command to the first training epoch (the `startup_s` metric of a one-epoch run)."""
+"""Startup costs, each in fresh processes: importing each implementation's module (its
+framework included) and the modules every run uses, and the time from the command to the
+first training epoch (the `startup_s` metric of a one-epoch run)."""
 
 from __future__ import annotations
 
-import os
 import statistics
 import subprocess
 import sys
@@ -11,14 +11,13 @@ import tempfile
 
 from mlflow import MlflowClient
 
-MODULES = ("numpy", "tensorflow", "keras", "mlflow", "hydra")
+SHARED_MODULES = ("numpy", "mlflow", "hydra")  # every run imports them
 PROBE = "import time; t = time.perf_counter(); import {}; print(time.perf_counter() - t)"
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
 def import_seconds(module: str, repeats: int) -> float:
-    """Median seconds to import a module in a fresh interpreter (numpy already counts in
-    TensorFlow's and Keras' figures: it is what they import first)."""
+    """Median seconds to import a module in a fresh interpreter (numpy counts in every
+    implementation's figure too: each imports it first)."""
     times = [
         float(
             subprocess.run(
@@ -26,7 +25,6 @@ def import_seconds(module: str, repeats: int) -> float:
                 capture_output=True,
                 text=True,
                 check=True,
-                env=ENV,
             ).stdout
         )
         for _ in range(repeats)
@@ -50,7 +48,6 @@ def first_epoch_seconds(implementations, repeats: int) -> dict[str, float]:
                 ],
                 capture_output=True,
                 check=True,
-                env=ENV,
             )  # fmt: skip
 
         run(implementations[0])  # creates the store, so no repeat pays for its tables

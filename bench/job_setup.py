@@ -1,0 +1,44 @@
+"""Everything a job needs before its first epoch, on one path for the training job and the speed
+benchmark: the data and its splits, the initial weights, and the network with its framework's
+process settings and seeds applied."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+
+from bench.data import Dataset, Splits, load, prepare
+from bench.settings import Job
+from implementations import Implementation, implementation
+from implementations.base import Network
+from implementations.spec import init_weights
+
+
+def load_data(job: Job) -> tuple[Dataset, Splits]:
+    """The dataset (validated, from the one loader) and the job's splits in its dtype."""
+    d = job.data
+    dataset = load(d.name, d.data_dir, download=d.download)
+    return dataset, prepare(dataset, d.val_size, d.n_train, d.split_seed, dtype=job.model.dtype)
+
+
+def initial_weights(job: Job) -> list[np.ndarray] | None:
+    """In lockstep every implementation starts from the same NumPy-drawn weights; otherwise
+    each framework draws its own."""
+    return init_weights(job.model, job.seed) if job.lockstep else None
+
+
+def job_implementation(job: Job) -> Implementation:
+    return implementation(job.implementation, job.module)
+
+
+def build_network(job: Job, weights: list[np.ndarray] | None) -> tuple[Implementation, Network]:
+    """Imports the job's framework, applies its process settings, seeds every generator, and
+    builds the network."""
+    impl = job_implementation(job)
+    impl.configure(job.threads, job.device)
+    random.seed(job.seed)
+    np.random.seed(job.seed)
+    impl.seed(job.seed)
+    net = impl.build(job.model, job.optimizer, job.batch_size, weights, job.seed, **job.options)
+    return impl, net
