@@ -33,15 +33,25 @@ class Implementation:
     """One registered implementation: its name, its module (imported on first use, so a NumPy
     run never imports TensorFlow) and the framework verbs with their defaults."""
 
-    def __init__(self, name: str, module: str):
-        self.name, self.module_name = name, module
+    def __init__(self, name: str, module: str, extra: str | None = None):
+        self.name, self.module_name, self.extra = name, module, extra
 
     def __repr__(self) -> str:
         return f"Implementation({self.name!r}, {self.module_name!r})"
 
     @cached_property
     def module(self):
-        return importlib.import_module(self.module_name)
+        """The module, imported now; a framework its optional extra brings is named in one
+        line when it is missing."""
+        try:
+            return importlib.import_module(self.module_name)
+        except ModuleNotFoundError as e:
+            if self.extra is None or e.name == self.module_name:
+                raise
+            raise SpecError(
+                f"implementation={self.name} needs the '{self.extra}' extra: "
+                f"pip install 'mnist-bench[{self.extra}]'"
+            ) from None
 
     def _verb(self, name: str):
         return getattr(self.module, name, None)
@@ -82,7 +92,7 @@ def registry() -> dict[str, Implementation]:
     found = {}
     for path in sorted(CONFIG_DIR.glob("*.yaml")):
         entry = yaml.safe_load(path.read_text())
-        found[path.stem] = Implementation(path.stem, entry["module"])
+        found[path.stem] = Implementation(path.stem, entry["module"], entry.get("extra"))
     return found
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from implementations import Implementation
+from implementations.spec import SpecError
 from tests.conftest import ROOT
 from tests.test_app import ENV
 
@@ -73,3 +75,14 @@ def test_a_module_and_a_config_file_add_an_implementation(project_with_twin, tmp
     speed = (tmp_path / "speed" / "speed.md").read_text()
     assert "| keras_dense512 b128 | 128 | twin |" in speed
     assert "twin (implementations.numpy_twin)" in speed  # its import cost
+
+
+def test_a_missing_extra_is_named_in_one_line(tmp_path, monkeypatch):
+    (tmp_path / "needs_extra.py").write_text("import a_framework_that_is_not_installed\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    impl = Implementation("fancy", "needs_extra", extra="fancy")
+    with pytest.raises(SpecError) as info:
+        impl.build  # noqa: B018  the first use imports the module
+    assert str(info.value) == (
+        "implementation=fancy needs the 'fancy' extra: pip install 'mnist-bench[fancy]'"
+    )
