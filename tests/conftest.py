@@ -19,6 +19,8 @@ def _data_root() -> Path | None:
 
 
 DATA_ROOT = _data_root()
+if DATA_ROOT is not None:  # before any test module copies the environment for its commands
+    os.environ["MNIST_BENCH_DATA_DIR"] = str(DATA_ROOT)
 
 
 @pytest.fixture(scope="session", autouse=True)
