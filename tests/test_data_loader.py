@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import gzip
+import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import bench.data.loader as loader
 from bench.data import DataError, load, locate, prepare, verify_dir
 from bench.data.idx import parse_idx
+from tests.conftest import ROOT
 
 TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
@@ -139,8 +145,6 @@ def test_changed_source_file_is_revalidated_not_served_from_cache(data_root, tmp
 
 
 def test_search_order_env_then_cache_then_system(data_root, tmp_path, monkeypatch):
-    import bench.data.loader as loader
-
     monkeypatch.setenv("MNIST_BENCH_DATA_DIR", str(tmp_path / "nothing"))
     monkeypatch.setenv("MNIST_BENCH_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(loader, "SYSTEM_DIRS", (tmp_path / "system",))
@@ -161,10 +165,25 @@ def test_unknown_dataset_names_the_allowed_ones():
         load("emnist")
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
+def _cli(*args: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "bench.data.cli", *args], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "bench.data.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={**os.environ, **env},
     )
+
+
+def _one_line_error(result: subprocess.CompletedProcess, code: int, *parts: str) -> None:
+    """The user's view of a refusal: this exit code, one line on stderr saying what and why."""
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    for part in parts:
+        assert part in lines[0], (part, lines[0])
 
 
 def test_cli_verify_good_and_corrupted(data_root, tmp_path):
@@ -185,3 +204,112 @@ def test_cli_info_and_show(data_root, tmp_path):
     show = _cli("show", "--out", str(png), "--rows", "2", "--cols", "5")
     assert show.returncode == 0, show.stderr
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    "args, parts",
+    [
+        (["--rows", "0"], ["--rows", "'0'", "allowed 1..16"]),
+        (["--rows", "-3"], ["--rows", "'-3'", "allowed 1..16"]),
+        (["--cols", "0"], ["--cols", "'0'", "allowed 1..16"]),
+        (["--cols", "17"], ["--cols", "'17'", "allowed 1..16"]),
+        (["--rows", "two"], ["--rows", "'two'", "allowed 1..16"]),
+    ],
+)
+def test_cli_show_refuses_a_bad_grid_in_one_line(data_root, tmp_path, args, parts):
+    out = tmp_path / "kept.png"
+    out.write_bytes(b"an earlier grid")
+    _one_line_error(_cli("show", "--out", str(out), *args), 2, *parts)
+    assert out.read_bytes() == b"an earlier grid"
+
+
+def test_cli_show_refuses_an_unwritable_out_in_one_line(data_root, tmp_path):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("keep me")
+    (tmp_path / "folder.png").mkdir()
+    cases = {
+        str(tmp_path / "no-suffix"): ["no-suffix", "must end in an image suffix", ".png, "],
+        str(tmp_path / "grid.xyz"): ["grid.xyz", "allowed: ", ".pdf"],
+        str(tmp_path / "missing" / "grid.png"): ["missing", "does not exist"],
+        str(a_file / "grid.png"): ["a-file", "is not a folder"],
+        str(tmp_path / "folder.png"): ["folder.png", "not a regular file"],
+    }
+    if Path("/proc/self").is_dir():  # passes every check but cannot be created, even by root
+        cases["/proc/grid.png"] = ["cannot write --out /proc/grid.png"]
+    for out, parts in cases.items():
+        _one_line_error(_cli("show", "--out", out), 2, *parts)
+    assert a_file.read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "folder.png"]
+
+
+def test_cli_show_replaces_an_existing_file_whole(data_root, tmp_path):
+    out = tmp_path / "grid.png"
+    out.write_bytes(b"old")
+    result = _cli("show", "--out", str(out), "--rows", "1", "--cols", "2")
+    assert result.returncode == 0, result.stderr
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["grid.png"]  # no .part left beside it
+
+
+def test_cli_refuses_a_missing_or_empty_data_dir(data_root, tmp_path):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    for target in (tmp_path / "nothing", a_file):
+        _one_line_error(_cli("verify", "--data-dir", str(target)), 2, str(target), "not a folder")
+    for command in ("verify", "info", "fetch", "show"):
+        _one_line_error(_cli(command, "--data-dir", ""), 2, "--data-dir", "''", "is empty")
+
+
+@pytest.fixture
+def nothing_on_disk(tmp_path) -> dict[str, str]:
+    """Environment for a CLI that has to download: no data folder, an empty cache."""
+    if any((d / "mnist").is_dir() for d in loader.SYSTEM_DIRS):
+        pytest.skip("this machine has a system-wide mnist, so the CLI would not download")
+    return {"MNIST_BENCH_DATA_DIR": "", "MNIST_BENCH_CACHE_DIR": str(tmp_path / "cache")}
+
+
+def test_cli_fetch_bad_mirror_or_cache_is_one_line(nothing_on_disk, tmp_path):
+    bad = _cli("fetch", "--mirror", "notaurl", "--mirror", "", **nothing_on_disk)
+    _one_line_error(bad, 1, "download of mnist", "notaurl/", "unknown url type")
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    blocked = {**nothing_on_disk, "MNIST_BENCH_CACHE_DIR": str(a_file / "cache")}
+    _one_line_error(_cli("fetch", **blocked), 1, "cannot create the download folder", "a-file")
+
+
+def test_cli_fetch_interrupted_leaves_nothing_behind(nothing_on_disk):
+    """Ctrl-C during a download (a mirror that never answers): exit 130, one line, no .part."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()
+    url = f"http://127.0.0.1:{silent.getsockname()[1]}/"
+    child = subprocess.Popen(
+        [sys.executable, "-m", "bench.data.cli", "fetch", "--mirror", url],
+        cwd=ROOT,
+        env={**os.environ, **nothing_on_disk},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    folder = Path(nothing_on_disk["MNIST_BENCH_CACHE_DIR"]) / "mnist"
+    deadline = time.monotonic() + 60
+    while not list(folder.glob(".*.part")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert list(folder.glob(".*.part")), "the download never started"
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=60)
+    silent.close()
+    _one_line_error(subprocess.CompletedProcess([], child.returncode, out, err), 130, "interrupted")
+    assert list(folder.iterdir()) == []
+
+
+def test_cli_info_into_a_closed_pipe_exits_quietly(data_root):
+    child = subprocess.Popen(
+        [sys.executable, "-m", "bench.data.cli", "info"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    child.stdout.close()  # like `mnist-bench-data info | head -0`
+    err = child.stderr.read().decode()
+    assert child.wait(timeout=120) == 141 and "Traceback" not in err and "Exception" not in err

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -11,6 +13,80 @@ import numpy as np
 
 from bench.data.catalog import DATASETS, DataError, dataset_info
 from bench.data.loader import holds_dataset, load, locate, verify_dir
+
+MAX_GRID = 16  # rows and columns of `show`: 16 x 16 already takes ~12 s to draw
+
+
+class UsageError(Exception):
+    """A bad argument that parsing alone cannot catch; its message is one line."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument costs one line (with where to look), not the usage text."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def grid_size(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not 1 <= value <= MAX_GRID:
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; allowed 1..{MAX_GRID}")
+    return value
+
+
+def folder(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is empty; give a folder with the IDX files")
+    return text
+
+
+def image_formats() -> list[str]:
+    from matplotlib.figure import Figure
+
+    return sorted(Figure().canvas.get_supported_filetypes())
+
+
+def check_out(out: str) -> tuple[Path, str]:
+    """(path, format) of a writable image file, checked before the slow part starts."""
+    path = Path(out).expanduser()
+    fmt = path.suffix.lower().lstrip(".")
+    if fmt not in image_formats():
+        allowed = ", ".join(f".{f}" for f in image_formats())
+        raise UsageError(f"--out {out!r} must end in an image suffix; allowed: {allowed}")
+    if not path.parent.is_dir():
+        problem = "is not a folder" if path.parent.exists() else "does not exist"
+        raise UsageError(f"--out {out}: {path.parent} {problem}")
+    if path.exists() and not path.is_file():
+        raise UsageError(f"--out {out} exists and is not a regular file; give a file path")
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out}: folder {path.parent} is not writable")
+    return path, fmt
+
+
+def write_atomic(path: Path, write) -> None:
+    """Write beside and rename over: a failed write leaves any existing file as it was."""
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except OSError as e:
+        raise UsageError(f"cannot write --out {path}: {e.strerror or e}") from None
+    finally:
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
@@ -21,6 +97,8 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     directory = Path(args.data_dir) if args.data_dir else locate(args.dataset, download=False)
+    if not directory.is_dir():
+        raise UsageError(f"--data-dir {args.data_dir} is not a folder")
     directory = holds_dataset(directory, dataset_info(args.dataset)) or directory
     problems = verify_dir(directory, args.dataset)
     for problem in problems:
@@ -53,6 +131,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    out, fmt = check_out(args.out)
     ds = load(args.dataset, args.data_dir, download=not args.no_download)
     x, y = (ds.x_train, ds.y_train) if args.split == "train" else (ds.x_test, ds.y_test)
     rows, cols = args.rows, args.cols
@@ -64,19 +143,21 @@ def cmd_show(args: argparse.Namespace) -> int:
         ax.axis("off")
     fig.suptitle(f"{ds.name} {args.split}: first {rows * cols} images")
     fig.tight_layout()
-    fig.savefig(args.out, dpi=100)
-    print(f"wrote {args.out}")
+    write_atomic(out, lambda f: fig.savefig(f, format=fmt, dpi=100))
+    print(f"wrote {out}")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mnist-bench-data", description=__doc__)
+    parser = Parser(prog="mnist-bench-data", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(name: str, func, help: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help)
         p.add_argument("--dataset", default="mnist", choices=sorted(DATASETS))
-        p.add_argument("--data-dir", help="folder with the IDX files (or with mnist/ in it)")
+        p.add_argument(
+            "--data-dir", type=folder, help="folder with the IDX files (or with mnist/ in it)"
+        )
         p.set_defaults(func=func)
         return p
 
@@ -91,19 +172,30 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--no-download", action="store_true")
     show = sub.choices["show"]
     show.add_argument("--split", default="train", choices=["train", "test"])
-    show.add_argument("--rows", type=int, default=4)
-    show.add_argument("--cols", type=int, default=8)
-    show.add_argument("--out", default="samples.png")
+    show.add_argument("--rows", type=grid_size, default=4, help=f"1..{MAX_GRID}")
+    show.add_argument("--cols", type=grid_size, default=8, help=f"1..{MAX_GRID}")
+    show.add_argument("--out", default="samples.png", help="image file: .png, .pdf, .svg, ...")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()  # a closed pipe fails here, inside the handlers below
+        return status
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except UsageError as e:
+        print(f"mnist-bench-data {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)  # downloads and caches clean up after themselves
+        return 130
+    except BrokenPipeError:  # `mnist-bench-data info | head -1`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

@@ -36,7 +36,10 @@ def download_dataset(
     info: DatasetInfo, dest: Path, mirrors: list[str] | None = None, progress: bool = True
 ) -> Path:
     """Download every file of `info` missing from `dest`, trying each mirror in turn."""
-    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"cannot create the download folder {dest}: {e.strerror or e}") from None
     for stem in info.stems():
         if (dest / f"{stem}.gz").exists() or (dest / stem).exists():
             continue
@@ -46,7 +49,8 @@ def download_dataset(
             try:
                 _fetch_verified(url, dest / f"{stem}.gz", info.sha256[stem], progress)
                 break
-            except (DataError, OSError, urllib.error.URLError) as e:
+            # ValueError: not a URL urllib can open ('notaurl', ''): one more failed mirror
+            except (DataError, OSError, ValueError, urllib.error.URLError) as e:
                 failures.append(f"{url}: {e}")
         else:
             raise DataError(f"download of {info.name} {stem} failed: " + "; ".join(failures))

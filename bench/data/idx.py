@@ -74,6 +74,20 @@ def parse_idx(data: bytes, name: str, *, images: bool, count: int | None = None)
     return array
 
 
+def idx_sha256(array: np.ndarray) -> str:
+    """The sha256 of the IDX file holding exactly `array` (uint8, C order).
+
+    The header is a function of the shape, so this equals the catalog checksum of the file the
+    array was decoded from: a cached array is checked against the catalog itself, not against
+    anything stored beside it that could be rewritten with it.
+    """
+    header = ((UBYTE << 8) | array.ndim).to_bytes(4, "big")
+    header += b"".join(d.to_bytes(4, "big") for d in array.shape)
+    digest = hashlib.sha256(header)
+    digest.update(memoryview(array))  # hashlib reads the memory map without copying it
+    return digest.hexdigest()
+
+
 def check_sha256(data: bytes, name: str, expected: str) -> None:
     actual = hashlib.sha256(data).hexdigest()
     if actual != expected:

@@ -9,18 +9,29 @@ sub-folder (`mnist/`, `fashion-mnist/`).
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock, Timeout
 
-from bench.data.catalog import SPLIT_FILES, SPLIT_SIZES, DataError, DatasetInfo, dataset_info
+from bench.data.catalog import (
+    IMAGE_SHAPE,
+    SPLIT_FILES,
+    SPLIT_SIZES,
+    DataError,
+    DatasetInfo,
+    dataset_info,
+)
 from bench.data.download import download_dataset
-from bench.data.idx import check_sha256, parse_idx, read_bytes
+from bench.data.idx import check_sha256, idx_sha256, parse_idx, read_bytes
 
 SYSTEM_DIRS = (Path("/usr/share/datasets"),)
+LOCK_TIMEOUT_S = 600  # a rebuild takes seconds; past this, decode without the cache
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -128,7 +139,7 @@ def verify_dir(directory: Path, name: str) -> list[str]:
     return problems
 
 
-def _cache_key(directory: Path, split: str) -> str:
+def _source_key(directory: Path, split: str) -> str:
     """Identity of the source files (path, size, mtime): a changed file is re-validated."""
     parts = []
     for stem in SPLIT_FILES[split]:
@@ -138,39 +149,97 @@ def _cache_key(directory: Path, split: str) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
+def _entry_paths(arrays_dir: Path, info: DatasetInfo, split: str) -> list[Path]:
+    """Named after the catalog checksums: every valid source folder decodes to the same bytes,
+    so all share one entry and a rebuild never has a reason to delete anything."""
+    tag = hashlib.sha256("".join(info.sha256[s] for s in SPLIT_FILES[split]).encode())
+    return [arrays_dir / f"{info.name}-{split}-{tag.hexdigest()[:16]}-{p}.npy" for p in "xy"]
+
+
+def _read_verified(
+    paths: list[Path], info: DatasetInfo, split: str
+) -> tuple[tuple[np.ndarray, np.ndarray] | None, str | None]:
+    """(the cached arrays, None) if they are exactly the catalog's files; else (None, why not),
+    with why None when there is simply no entry yet."""
+    if not all(p.exists() for p in paths):
+        return None, None
+    arrays = []
+    for path, stem, images in zip(paths, SPLIT_FILES[split], (True, False)):
+        try:
+            # memory-mapped: parallel jobs share the pages
+            a = np.load(path, mmap_mode="r", allow_pickle=False)
+        except Exception as e:  # the cache is untrusted input: any failure means "rebuild"
+            return None, f"{path.name}: unreadable: {type(e).__name__}: {e}".splitlines()[0]
+        shape = (SPLIT_SIZES[split], *IMAGE_SHAPE) if images else (SPLIT_SIZES[split],)
+        if a.dtype != np.uint8 or a.shape != shape or not a.flags.c_contiguous:
+            return None, f"{path.name}: {a.dtype} {a.shape}, expected uint8 {shape} in C order"
+        if idx_sha256(a) != info.sha256[stem]:
+            return None, f"{path.name}: content differs from the catalog sha256 of {stem}"
+        arrays.append(a)
+    x, y = arrays
+    return (x, y), None
+
+
 def _save_atomic(path: Path, array: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy.part")
-    with os.fdopen(fd, "wb") as f:
-        np.save(f, array, allow_pickle=False)
-    os.replace(tmp, path)
+    """Write beside and rename over: a reader sees the old file or the new one, never half."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, array, allow_pickle=False)
+        os.chmod(tmp, 0o444)  # read-only: rewriting an entry in place is a mistake, not an edit
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def load_split_cached(
     directory: Path, info: DatasetInfo, split: str, cache: bool
 ) -> tuple[np.ndarray, np.ndarray]:
+    """One split from the array cache, verified against the catalog on every load, else from
+    the IDX files (fully validated), writing the cache for next time.
+
+    Concurrency rules: every write holds `arrays/.lock` and re-checks the cache first (another
+    process may just have built it). Nothing is ever deleted except `.part` files, which only
+    a writer holding the lock creates, so any found under the lock belong to a dead writer.
+    Entries are replaced by rename, so a reader keeps the file it memory-mapped.
+    """
     if not cache:
         return read_split(directory, info, split)
     arrays_dir = cache_root() / "arrays"
-    key = _cache_key(directory, split)
-    paths = [arrays_dir / f"{info.name}-{split}-{key}-{part}.npy" for part in ("x", "y")]
-    if all(p.exists() for p in paths):
-        try:
-            # memory-mapped: a warm load costs milliseconds, and parallel jobs share the pages
-            x, y = (np.load(p, mmap_mode="r", allow_pickle=False) for p in paths)
-            if x.shape == (SPLIT_SIZES[split], 28, 28) and y.shape == (SPLIT_SIZES[split],):
-                return x, y
-        except (OSError, ValueError):
-            pass  # a damaged cache entry is rebuilt below
-    x, y = read_split(directory, info, split)
+    paths = _entry_paths(arrays_dir, info, split)
+    # a marker per validated source: a changed or corrupted source file is still reported
+    marker = arrays_dir / f"{info.name}-{split}-source-{_source_key(directory, split)}.ok"
+    if marker.exists():
+        arrays, _ = _read_verified(paths, info, split)
+        if arrays is not None:
+            return arrays
+    lock = FileLock(arrays_dir / ".lock", timeout=LOCK_TIMEOUT_S)
     try:
         arrays_dir.mkdir(parents=True, exist_ok=True)
-        for stale in arrays_dir.glob(f"{info.name}-{split}-*.npy"):
-            stale.unlink(missing_ok=True)
-        for p, a in zip(paths, (x, y)):
-            _save_atomic(p, a)
-    except OSError:
-        pass  # a read-only cache only costs speed
-    return x, y
+        lock.acquire()
+    except (OSError, Timeout) as e:
+        log.info("array cache %s unusable (%s); decoding the IDX files", arrays_dir, e)
+        return read_split(directory, info, split)
+    try:
+        arrays, problem = _read_verified(paths, info, split)
+        if arrays is not None and marker.exists():
+            return arrays
+        x, y = read_split(directory, info, split)
+        if problem:
+            log.warning("array cache rejected: %s; rebuilding it from %s", problem, directory)
+        try:
+            if arrays is None:
+                log.info("array cache: writing %s %s from %s", info.name, split, directory)
+                for part in arrays_dir.glob(".*.part"):
+                    part.unlink(missing_ok=True)
+                for path, a in zip(paths, (x, y)):
+                    _save_atomic(path, a)
+            marker.touch()
+        except OSError as e:  # a full disk only costs speed
+            log.info("array cache %s not written (%s)", arrays_dir, e)
+        return x, y
+    finally:
+        lock.release()
 
 
 def load(
