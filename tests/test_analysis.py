@@ -275,6 +275,29 @@ def test_one_paired_run_has_no_interval_and_says_so():
     assert target == "numpy vs keras, time to target: no validation set"
 
 
+def test_when_no_run_reaches_the_target_the_sentence_says_so_without_a_ratio():
+    never = (np.inf, np.inf, np.inf)
+    rows = rows_of(*trio("keras", [2, 2, 2], target=never), *trio("numpy", [1, 1, 1], target=never))
+    table = verdicts.verdicts(rows)
+    row = table[table.quantity == "time_to_target"].iloc[0]
+    assert np.isnan(row.estimate) and row.verdict == NO_DIFFERENCE
+    assert verdicts.verdict_sentence(row) == (
+        "numpy vs keras: no significant difference, no run reached it "
+        "(numpy 0/3, keras 0/3 reached): no interval (time to target, 3 seeds)"
+    )
+
+
+def test_summary_steady_epoch_is_a_geometric_mean_with_a_positive_interval():
+    # two runs 0.14 s and 0.36 s: the arithmetic t-interval reaches -1.15 s
+    rows = rows_of(*trio("tf_tape", [0.14, 0.36, np.nan])[:2])
+    row = analysis.summary(rows).iloc[0]
+    assert row["steady epoch s"] == pytest.approx(np.sqrt(0.14 * 0.36))
+    half = stats.t.ppf(0.975, 1) * np.log(0.36 / 0.14) / np.sqrt(2) / np.sqrt(2)
+    low = np.exp(np.log(0.14 * 0.36) / 2 - half)
+    assert row["steady 95% CI"] == f"{low:.3f}-{np.exp(np.log(0.14 * 0.36) / 2 + half):.3f}"
+    assert row["time to target"] == "5 s (2/2 reached)"
+
+
 def test_verdict_sentences():
     def sentence(**kw):
         base = {"preset": "p", "a": "numpy", "b": "keras", "n": 3, "margin": 0.39, "note": ""}
@@ -362,7 +385,9 @@ def test_checklist_passes_for_a_complete_selection(compared):
     rows = compared[compared.seed != 7]
     result = items(mlflow_runs(), rows)
     assert all(ok for ok, _ in result.values()), result
-    assert "no tuning run" in result["Hyperparameters not chosen on the test set"][1]
+    assert result["Hyperparameters not chosen on the test set"][1] == (
+        "no tuning run in this selection; keras_dense512: published tutorial settings"
+    )
 
 
 def test_checklist_tells_what_is_missing(compared):

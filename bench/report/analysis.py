@@ -196,14 +196,16 @@ def time_text(median: float, reached: int, n: int) -> str:
 
 
 def summary(rows: pd.DataFrame) -> pd.DataFrame:
-    """One row per (implementation, device, preset, setting), aggregated over seeds; the time
-    to target is the median over runs, runs that never reached it counted as +inf."""
+    """One row per (implementation, device, preset, setting), aggregated over seeds. The
+    steady epoch is a geometric mean with a t-interval on the logs (timing noise is
+    multiplicative; an arithmetic interval of 2 runs can go below 0 s); the time to target is
+    the median over runs, runs that never reached it counted as +inf."""
     records = []
     for (impl, device, preset, sig), g in rows.groupby(
         ["implementation", "device", "preset", "signature"], sort=True
     ):
         acc, lo, hi = t_interval(g.test_accuracy)
-        steady, s_lo, s_hi = t_interval(g.steady_epoch_s)
+        steady, s_lo, s_hi = ratio_interval(g.steady_epoch_s)  # the speed ratios' scale
         records.append(
             {
                 "implementation": impl,

@@ -36,6 +36,7 @@ import pandas as pd
 from bench.report.analysis import (
     MIN_RUNS,
     NO_DIFFERENCE,
+    PUBLISHED,
     accuracy_verdict,
     censored_median,
     equivalence_margin,
@@ -86,7 +87,8 @@ def time_comparison(
     (ma, ka, na), (mb, kb, nb) = censored_median(ta), censored_median(tb)
     with np.errstate(invalid="ignore"):
         est = float(np.float64(mb) / ma)
-    note = f"not every run reached it ({a} {ka}/{na}, {b} {kb}/{nb} reached): no interval"
+    reached = f"{a} {ka}/{na}, {b} {kb}/{nb} reached"
+    note = f"{'no' if ka + kb == 0 else 'not every'} run reached it ({reached}): no interval"
     return dict(estimate=est, ci_low=np.nan, ci_high=np.nan, note=note)
 
 
@@ -147,7 +149,8 @@ def time_sentence(row) -> str:
     if np.isnan(est) and note in ("no validation set", "no epoch times"):
         return f"{a} vs {b}, {what}: {note}"
     if np.isnan(low):
-        return f"{a} vs {b}: {NO_DIFFERENCE}, {note} ({est:.2f}x; {seeds})"
+        ratio = f"{est:.2f}x; " if not np.isnan(est) else ""
+        return f"{a} vs {b}: {NO_DIFFERENCE}, {note} ({ratio}{seeds})"
     return f"{a} vs {b}: {NO_DIFFERENCE} ({est:.2f}x [{low:.2f}, {high:.2f}]; {seeds})"
 
 
@@ -317,8 +320,12 @@ def tuning_item(runs: pd.DataFrame) -> tuple[str, bool, str]:
     item = "Hyperparameters not chosen on the test set"
     tuned = runs[is_tuning(runs)]
     if tuned.empty:
-        presets = ", ".join(sorted(runs.get("tags.preset", pd.Series(dtype=str)).dropna().unique()))
-        return item, True, f"no tuning run in this selection; settings from presets: {presets}"
+        presets = sorted(runs.get("tags.preset", pd.Series(dtype=str)).dropna().unique())
+        origin = [
+            f"{p}: {'published tutorial settings' if p in PUBLISHED else 'config values'}"
+            for p in presets
+        ]
+        return item, True, "no tuning run in this selection; " + "; ".join(origin)
     val = pd.to_numeric(tuned.get("params.dataset.val_size"), errors="coerce")
     objective = _present(tuned, "metrics.final_val_accuracy")
     ok = bool((val > 0).all() and objective.all())
