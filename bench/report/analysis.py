@@ -1,5 +1,8 @@
 """The numbers a report shows: summary rows with confidence intervals, paired speed ratios,
-time to accuracy, fairness warnings, reproduction verdicts, prediction agreement."""
+time to accuracy, fairness warnings, reproduction verdicts, prediction agreement.
+
+The unit of replication is the run (one seed): the epochs of one run share the host's state
+(other load, clock, caches), so intervals are always over runs, never over epochs."""
 
 from __future__ import annotations
 
@@ -20,7 +23,9 @@ PUBLISHED = {
     "relu_mcp": (0.977, 0.977),
 }
 TOLERANCE = 0.005
-BOOTSTRAP = 10000
+LEVEL = 0.95  # every interval the report shows
+Z = stats.norm.ppf(0.5 + LEVEL / 2)  # 1.96: the binomial noise floor's multiplier
+NO_DIFFERENCE = "no significant difference"
 
 
 def t_interval(values) -> tuple[float, float, float]:
@@ -32,8 +37,66 @@ def t_interval(values) -> tuple[float, float, float]:
     mean = v.mean()
     if len(v) < 2:
         return mean, np.nan, np.nan
-    half = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
+    half = stats.t.ppf(0.5 + LEVEL / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
     return mean, mean - half, mean + half
+
+
+def ratio_interval(ratios) -> tuple[float, float, float]:
+    """Geometric mean of positive ratios and its 95% interval: a t-interval on their logs,
+    back-transformed. Timing noise is multiplicative, so its logs are close to normal and
+    the t-interval keeps its coverage even at 3 runs (a bootstrap of 3 values does not)."""
+    r = np.asarray(ratios, dtype=float)
+    r = r[np.isfinite(r) & (r > 0)]
+    return tuple(float(np.exp(x)) for x in t_interval(np.log(r)))
+
+
+def censored_median(values) -> tuple[float, int, int]:
+    """Median over runs of a time that some runs never reached (+inf: censored, kept, not
+    dropped), how many reached it and how many could (NaN: not measurable, e.g. no validation
+    set). The median is inf once half or more runs never reached it."""
+    v = np.asarray(values, dtype=float)
+    v = v[~np.isnan(v)]
+    if len(v) == 0:
+        return np.nan, 0, 0
+    return float(np.median(v)), int(np.isfinite(v).sum()), len(v)
+
+
+def speed_verdict(low: float, high: float) -> str:
+    """How a is against b, from the interval of b's time / a's time: a difference only when
+    the interval excludes 1. No interval (one run) is no evidence, hence no difference."""
+    if low > 1:
+        return "faster"
+    if high < 1:
+        return "slower"
+    return NO_DIFFERENCE
+
+
+def equivalence_margin(accuracy: float) -> float:
+    """Equivalence margin, in accuracy points, for the difference of two accuracies near
+    `accuracy`: 1.96 binomial standard errors of a difference of two measurements on the
+    10,000 test images. Differences inside it are below what the test set can resolve."""
+    return float(100 * Z * np.sqrt(2 * accuracy * (1 - accuracy) / TEST_SIZE))
+
+
+def accuracy_verdict(low: float, high: float, margin: float) -> str:
+    """How a is against b, from the interval of a's minus b's accuracy (points). An interval
+    inside ±margin is "equivalent" even if it excludes 0: such a difference is real but
+    smaller than the test set's own noise floor, so calling one "more accurate" would mislead."""
+    if -margin <= low and high <= margin:
+        return "equivalent"
+    if low > 0:
+        return "more accurate"
+    if high < 0:
+        return "less accurate"
+    return NO_DIFFERENCE
+
+
+def mcnemar_p(correct_a: np.ndarray, correct_b: np.ndarray) -> float:
+    """McNemar's exact p on the images exactly one of the two models gets right (a two-sided
+    binomial test of those discordant counts at 1/2); 1 when there are none."""
+    only_a = int((correct_a & ~correct_b).sum())
+    n = only_a + int((~correct_a & correct_b).sum())
+    return float(stats.binomtest(only_a, n, 0.5).pvalue) if n else 1.0
 
 
 def per_run(runs: pd.DataFrame, hist: pd.DataFrame) -> pd.DataFrame:
@@ -76,6 +139,9 @@ def per_run(runs: pd.DataFrame, hist: pd.DataFrame) -> pd.DataFrame:
     out["first_epoch_s"] = out.run_id.map(first)
     # a one-epoch run has no steady state: its only epoch (tracing included) stands in
     out["steady_epoch_s"] = out.run_id.map(steady).fillna(out.first_epoch_s)
+    out["has_val"] = has_validation(runs, hist).to_numpy()
+    # not reached = censored (+inf), kept for the medians; NaN only without a validation set
+    out["time_to_target_s"] = np.where(out.has_val, out.time_to_target_s.fillna(np.inf), np.nan)
     for threshold in THRESHOLDS:
         out[f"to_{threshold:.3g}"] = out.run_id.map(
             lambda r, th=threshold: time_to_accuracy(hist, r, th)
@@ -83,23 +149,63 @@ def per_run(runs: pd.DataFrame, hist: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def has_validation(runs: pd.DataFrame, hist: pd.DataFrame) -> pd.Series:
+    """Per run: did it hold out a validation set? From dataset.val_size where recorded, else
+    from a logged val_accuracy. Without one, a time to accuracy cannot exist (NaN), which is
+    not the same as never reaching it (+inf)."""
+    size = runs.get("params.dataset.val_size", pd.Series(np.nan, index=runs.index))
+    size = pd.to_numeric(size, errors="coerce")
+    logged = runs.run_id.isin(hist.run_id[hist.key == "val_accuracy"])
+    return (size > 0).where(size.notna(), logged).astype(bool)
+
+
 def time_to_accuracy(hist: pd.DataFrame, run_id: str, threshold: float) -> float:
+    """Training seconds until the validation accuracy first reached `threshold`: +inf if it
+    never did (censored), NaN without a validation set. A cumulative sum of epoch times, so a
+    higher threshold never takes less time within one run."""
     h = hist[hist.run_id == run_id].pivot_table(index="step", columns="key", values="value")
     if "val_accuracy" not in h or "epoch_time_s" not in h:
         return np.nan
     elapsed = h["epoch_time_s"].cumsum()
     reached = h.index[h["val_accuracy"] >= threshold]
-    return float(elapsed.loc[reached[0]]) if len(reached) else np.nan
+    return float(elapsed.loc[reached[0]]) if len(reached) else np.inf
+
+
+def time_to_accuracy_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per implementation and preset, each threshold's median time over runs with "k/n
+    reached". Censored runs count as +inf, so a higher threshold never shows a shorter
+    median (the median is monotone in each run's time, which is monotone in the threshold)."""
+    records = []
+    for (impl, preset, _sig), g in rows.groupby(["implementation", "preset", "signature"]):
+        record = {"implementation": impl, "preset": preset}
+        for threshold in THRESHOLDS:
+            col = f"to_{threshold:.3g}"
+            record[col] = time_text(*censored_median(g[col]))
+        records.append(record)
+    return pd.DataFrame(records)
+
+
+def time_text(median: float, reached: int, n: int) -> str:
+    """A censored median as the report says it: "12.3 s (3/3 reached)", "not reached (1/3
+    reached)", or "no validation set"."""
+    if n == 0:
+        return "no validation set"
+    if not np.isfinite(median):
+        return f"not reached ({reached}/{n} reached)"
+    return f"{median:.3g} s ({reached}/{n} reached)"
 
 
 def summary(rows: pd.DataFrame) -> pd.DataFrame:
-    """One row per (implementation, device, preset, setting), aggregated over seeds."""
+    """One row per (implementation, device, preset, setting), aggregated over seeds. The
+    steady epoch is a geometric mean with a t-interval on the logs (timing noise is
+    multiplicative; an arithmetic interval of 2 runs can go below 0 s); the time to target is
+    the median over runs, runs that never reached it counted as +inf."""
     records = []
     for (impl, device, preset, sig), g in rows.groupby(
         ["implementation", "device", "preset", "signature"], sort=True
     ):
         acc, lo, hi = t_interval(g.test_accuracy)
-        steady, s_lo, s_hi = t_interval(g.steady_epoch_s)
+        steady, s_lo, s_hi = ratio_interval(g.steady_epoch_s)  # the speed ratios' scale
         records.append(
             {
                 "implementation": impl,
@@ -112,7 +218,7 @@ def summary(rows: pd.DataFrame) -> pd.DataFrame:
                 "steady epoch s": steady,
                 "steady 95% CI": f"{s_lo:.3f}-{s_hi:.3f}" if np.isfinite(s_lo) else "n/a",
                 "samples/s": g.samples_per_s.mean(),
-                "time to target s": g.time_to_target_s.mean(),
+                "time to target": time_text(*censored_median(g.time_to_target_s)),
                 "total s": g.total_time_s.mean(),
                 "peak MB": g.peak_rss_mb.max(),
                 "train acc": g.final_train_accuracy.mean(),
@@ -128,36 +234,15 @@ def summary(rows: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def paired_speedups(rows: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
-    """For each pair of implementations in one setting: B's epoch time / A's, paired by seed,
-    with a percentile bootstrap 95% CI over the seeds."""
-    rng = np.random.default_rng(seed)
-    records = []
-    for (preset, _sig), g in rows.groupby(["preset", "signature"]):
-        by_impl = g.pivot_table(index="seed", columns="implementation", values="steady_epoch_s")
-        for a, b in itertools.permutations(by_impl.columns, 2):
-            ratio = (by_impl[b] / by_impl[a]).dropna().to_numpy()
-            if len(ratio) == 0 or np.nanmean(ratio) < 1:
-                continue
-            boots = rng.choice(ratio, (BOOTSTRAP, len(ratio))).mean(axis=1)
-            lo, hi = np.percentile(boots, [2.5, 97.5])
-            records.append(
-                {
-                    "preset": preset,
-                    "faster": a,
-                    "slower": b,
-                    "seeds": len(ratio),
-                    "speedup": ratio.mean(),
-                    "95% CI": f"{lo:.2f}-{hi:.2f}",
-                    "statement": f"{preset}: {a} is {ratio.mean():.2f}x faster than {b} ("
-                    + (
-                        f"95% paired bootstrap CI {lo:.2f}-{hi:.2f}, {len(ratio)} seeds)"
-                        if len(ratio) > 1
-                        else "1 seed: no CI)"
-                    ),
-                }
-            )
-    return pd.DataFrame(records)
+def paired_speedups(rows: pd.DataFrame) -> pd.DataFrame:
+    """The steady-epoch verdicts of `verdicts.verdicts` (ratios paired by seed, log
+    t-interval), each with its sentence in `statement`, for the report's speed section."""
+    from bench.report import verdicts  # verdicts builds on this module
+
+    table = verdicts.verdicts(rows)
+    table = table[table.quantity == "epoch_time"].reset_index(drop=True)
+    table["statement"] = [f"{r.preset}: {verdicts.verdict_sentence(r)}" for r in table.itertuples()]
+    return table
 
 
 def noise_floor(accuracy: float) -> float:
@@ -240,8 +325,7 @@ def agreement(predictions: dict[str, np.ndarray], labels: np.ndarray) -> pd.Data
         pa, pb = predictions[a], predictions[b]
         ca, cb = pa == labels, pb == labels
         only_a, only_b = int((ca & ~cb).sum()), int((~ca & cb).sum())
-        n = only_a + only_b
-        p = stats.binomtest(only_a, n, 0.5).pvalue if n else 1.0
+        p = mcnemar_p(ca, cb)
         records.append(
             {
                 "A": a,

@@ -1,0 +1,417 @@
+"""The report's statistics against hand-computed and scipy reference values, on small
+synthetic per-run tables (no MLflow, no training)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from bench.report import analysis, verdicts
+from bench.report.analysis import NO_DIFFERENCE
+
+T2 = stats.t.ppf(0.975, 2)  # the t quantile of a 3-run interval
+
+
+def rows_of(*records: dict) -> pd.DataFrame:
+    """A per_run-shaped table: one dict per run, defaults for what a test does not set."""
+    base = {
+        "preset": "p",
+        "signature": "s",
+        "device": "cpu",
+        "status": "FINISHED",
+        "test_accuracy": 0.98,
+        "final_train_accuracy": 0.99,
+        "first_epoch_s": 3.0,
+        "steady_epoch_s": 2.0,
+        "samples_per_s": 1000.0,
+        "train_time_s": 10.0,
+        "total_time_s": 12.0,
+        "peak_rss_mb": 500.0,
+        "time_to_target_s": 5.0,
+    }
+    return pd.DataFrame([{**base, **r} for r in records])
+
+
+def trio(impl: str, steady, acc=(0.98, 0.98, 0.98), target=(5.0, 5.0, 5.0)) -> list[dict]:
+    return [
+        {"implementation": impl, "seed": s, "steady_epoch_s": t, "test_accuracy": a,
+         "time_to_target_s": tt}
+        for s, t, a, tt in zip(range(3), steady, acc, target, strict=True)
+    ]  # fmt: skip
+
+
+# --- intervals -----------------------------------------------------------------------------
+
+
+def test_t_interval_matches_the_hand_computation():
+    mean, low, high = analysis.t_interval([1.0, 2.0, 3.0])  # mean 2, sd 1
+    half = T2 / np.sqrt(3)
+    assert (mean, low, high) == pytest.approx((2.0, 2.0 - half, 2.0 + half))
+    assert np.isnan(analysis.t_interval([4.0])[1:]).all()
+
+
+def test_ratio_interval_is_a_back_transformed_t_interval_on_the_logs():
+    ratios = [1.5, 2.0, 1.8]
+    logs = np.log(ratios)
+    centre = logs.mean()
+    half = T2 * logs.std(ddof=1) / np.sqrt(3)
+    expected = (np.exp(centre), np.exp(centre - half), np.exp(centre + half))
+    assert analysis.ratio_interval(ratios) == pytest.approx(expected)
+    assert expected[0] == pytest.approx((1.5 * 2.0 * 1.8) ** (1 / 3))  # the geometric mean
+    one = analysis.ratio_interval([1.7])
+    assert one[0] == pytest.approx(1.7) and np.isnan(one[1:]).all()
+
+
+def simulated_triple_intervals(rng, n_triples: int, true_ratio: float) -> np.ndarray:
+    """(low, high) of the paired ratio interval for simulated 3-seed comparisons: per seed a
+    host factor shared by both implementations of the pair, a per-run factor each, and 5
+    log-normal epochs per run whose first (warm-up) is dropped and the rest's median taken."""
+    seeds, epochs = 3, 5
+    host = rng.normal(0, 0.30, (n_triples, seeds, 1))
+    a = np.log(1.0) + host + rng.normal(0, 0.10, (n_triples, seeds, 1))
+    b = np.log(true_ratio) + host + rng.normal(0, 0.10, (n_triples, seeds, 1))
+    a_epochs = np.exp(a + rng.normal(0, 0.05, (n_triples, seeds, epochs)))
+    b_epochs = np.exp(b + rng.normal(0, 0.05, (n_triples, seeds, epochs)))
+    steady_a = np.median(a_epochs[..., 1:], axis=-1)
+    steady_b = np.median(b_epochs[..., 1:], axis=-1)
+    return np.array([analysis.ratio_interval(r)[1:] for r in steady_b / steady_a])
+
+
+def test_paired_ratio_interval_covers_the_true_ratio_95_percent_of_the_time_at_3_runs():
+    rng = np.random.default_rng(20240611)
+    true_ratio = 1.6
+    intervals = simulated_triple_intervals(rng, 4000, true_ratio)
+    coverage = np.mean((intervals[:, 0] <= true_ratio) & (true_ratio <= intervals[:, 1]))
+    assert 0.93 <= coverage <= 0.97, coverage
+
+
+def test_censored_median_counts_never_reached_as_infinite():
+    inf, nan = np.inf, np.nan
+    assert analysis.censored_median([1.0, 2.0, inf]) == (2.0, 2, 3)
+    assert analysis.censored_median([1.0, inf, inf]) == (inf, 1, 3)
+    assert analysis.censored_median([1.0, 2.0, inf, inf])[0] == inf  # half never reached it
+    assert analysis.censored_median([1.0, 2.0, 3.0, inf]) == (2.5, 3, 4)
+    median, reached, n = analysis.censored_median([nan, nan])
+    assert np.isnan(median) and (reached, n) == (0, 0)
+
+
+# --- verdict words -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "word"),
+    [
+        (1.0001, 2.0, "faster"),
+        (1.0, 2.0, NO_DIFFERENCE),  # touching 1 does not exclude it
+        (0.5, 0.9999, "slower"),
+        (0.5, 1.0, NO_DIFFERENCE),
+        (np.nan, np.nan, NO_DIFFERENCE),  # one run: no interval, no claim
+    ],
+)
+def test_speed_verdict_needs_an_interval_that_excludes_one(low, high, word):
+    assert analysis.speed_verdict(low, high) == word
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "word"),
+    [
+        (-0.4, 0.4, "equivalent"),  # the margin's edges are inside
+        (0.1, 0.3, "equivalent"),  # excludes 0, yet below what the test set resolves
+        (-0.41, 0.3, NO_DIFFERENCE),
+        (0.1, 0.5, "more accurate"),
+        (-0.5, -0.1, "less accurate"),
+        (0.0, 0.5, NO_DIFFERENCE),
+        (np.nan, np.nan, NO_DIFFERENCE),
+    ],
+)
+def test_accuracy_verdict_at_its_boundaries(low, high, word):
+    assert analysis.accuracy_verdict(low, high, margin=0.4) == word
+
+
+def test_equivalence_margin_is_the_binomial_noise_floor_of_a_difference_in_points():
+    # 1.96 * sqrt(2 * 0.98 * 0.02 / 10000) = 0.0038806 -> 0.388 points
+    assert analysis.equivalence_margin(0.98) == pytest.approx(0.38806, abs=1e-4)
+    assert analysis.equivalence_margin(0.98) == pytest.approx(
+        100 * 1.959964 * np.sqrt(2) * analysis.noise_floor(0.98), rel=1e-5
+    )
+
+
+def test_mcnemar_is_the_exact_binomial_test_on_the_discordant_images():
+    labels = np.zeros(100, dtype=int)
+    a = np.zeros(100, dtype=int)
+    b = np.zeros(100, dtype=int)
+    a[:12] = 1  # a wrong on 12 images
+    b[10:30] = 1  # b wrong on 20, 2 of them where a is wrong too
+    table = analysis.agreement({"a": a, "b": b}, labels)
+    r = table.iloc[0]
+    assert (r["only A right"], r["only B right"]) == (18, 10)
+    assert r["McNemar p"] == pytest.approx(stats.binomtest(18, 28, 0.5).pvalue)
+    assert analysis.mcnemar_p(labels == labels, labels == labels) == 1.0
+
+
+# --- time to accuracy from the histories -------------------------------------------------
+
+
+def history(run_id: str, val_acc, epoch_s=1.0) -> list[dict]:
+    out = []
+    for step, acc in enumerate(val_acc, start=1):
+        out.append({"run_id": run_id, "key": "epoch_time_s", "step": step, "value": epoch_s})
+        if acc is not None:
+            out.append({"run_id": run_id, "key": "val_accuracy", "step": step, "value": acc})
+    return out
+
+
+@pytest.fixture
+def three_runs():
+    """r1 reaches 0.95 at epoch 2 and 0.97 at 3; r2 reaches 0.95 only; r3 has no validation."""
+    runs = pd.DataFrame(
+        {
+            "run_id": ["r1", "r2", "r3"],
+            "run_name": ["x-numpy-s0", "x-numpy-s1", "x-numpy-s2"],
+            "status": "FINISHED",
+            "tags.implementation": "numpy",
+            "tags.device": "cpu",
+            "tags.preset": "x",
+            "params.seed": ["0", "1", "2"],
+            "signature": "s",
+            "params.dataset.val_size": ["5000", "5000", "0"],
+            "metrics.time_to_target_s": [3.0, np.nan, np.nan],
+        }
+    )
+    hist = pd.DataFrame(
+        history("r1", [0.9, 0.955, 0.975])
+        + history("r2", [0.9, 0.951, 0.96], epoch_s=2.0)
+        + history("r3", [None, None, None])
+    )
+    return runs, hist
+
+
+def test_time_to_accuracy_is_censored_not_dropped(three_runs):
+    rows = analysis.per_run(*three_runs).set_index("run_id")
+    assert rows.has_val.tolist() == [True, True, False]
+    assert rows.loc["r1", ["to_0.95", "to_0.97", "to_0.98"]].tolist() == [2.0, 3.0, np.inf]
+    assert rows.loc["r2", ["to_0.95", "to_0.96", "to_0.97"]].tolist() == [4.0, 6.0, np.inf]
+    assert rows.loc["r3", [f"to_{t:.3g}" for t in analysis.THRESHOLDS]].isna().all()
+    assert rows.time_to_target_s.tolist()[:2] == [3.0, np.inf]
+    assert np.isnan(rows.loc["r3", "time_to_target_s"])  # no validation set, not "never"
+
+
+def test_a_higher_threshold_never_shows_a_shorter_median_time():
+    # Averaging only the runs that reached a threshold (the old table) reads 4.0 s for 95%
+    # and 2.0 s for 97%: the one fast run is all that is left at 97%.
+    cols = {"to_0.95": [1.0, 1.0, 10.0], "to_0.96": [1.5, 9.0, np.inf]}
+    cols |= {"to_0.97": [2.0, np.inf, np.inf], "to_0.975": [np.inf] * 3, "to_0.98": [np.nan] * 3}
+    rows = rows_of(*({"implementation": "numpy", "seed": s} for s in range(3))).assign(**cols)
+    table = analysis.time_to_accuracy_table(rows).iloc[0]
+    assert table["to_0.95"] == "1 s (3/3 reached)"
+    assert table["to_0.96"] == "9 s (2/3 reached)"
+    assert table["to_0.97"] == "not reached (1/3 reached)"
+    assert table["to_0.975"] == "not reached (0/3 reached)"
+    assert table["to_0.98"] == "no validation set"
+    medians = [analysis.censored_median(rows[c])[0] for c in ("to_0.95", "to_0.96", "to_0.97")]
+    assert medians == sorted(medians)
+
+
+# --- verdicts.csv ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def compared():
+    """numpy clearly faster than keras; tf_tape like numpy; accuracies apart by known points."""
+    return rows_of(
+        *trio("keras", [3.0, 3.3, 2.9], acc=(0.970, 0.972, 0.971), target=(9.0, np.inf, 8.0)),
+        *trio("numpy", [1.5, 1.6, 1.5], acc=(0.980, 0.979, 0.981)),
+        *trio("tf_tape", [1.4, 1.9, 1.5], acc=(0.9801, 0.9789, 0.9812)),
+        {"implementation": "numpy", "seed": 7, "steady_epoch_s": 9.0},  # no partner: unpaired
+    )
+
+
+def test_verdicts_table_columns_pairs_and_values(compared):
+    table = verdicts.verdicts(compared)
+    assert list(table.columns[:9]) == verdicts.VERDICT_COLUMNS
+    pairs = table[["a", "b"]].drop_duplicates().apply(tuple, axis=1).tolist()
+    assert pairs == [("numpy", "tf_tape"), ("numpy", "keras"), ("tf_tape", "keras")]
+    assert (table.n == 3).all()  # seed 7 ran for numpy only
+    row = table.set_index(["a", "b", "quantity"]).loc
+    speed = row["numpy", "keras", "epoch_time"]
+    expected = analysis.ratio_interval(np.array([3.0, 3.3, 2.9]) / [1.5, 1.6, 1.5])
+    assert (speed.estimate, speed.ci_low, speed.ci_high) == pytest.approx(expected)
+    assert speed.verdict == "faster" and speed.ci_low > 1
+    assert row["numpy", "tf_tape", "epoch_time"].verdict == NO_DIFFERENCE
+    diff = 100 * (np.array([0.980, 0.979, 0.981]) - [0.970, 0.972, 0.971])  # 1.0, 0.7, 1.0
+    half = T2 * diff.std(ddof=1) / np.sqrt(3)
+    acc = row["numpy", "keras", "test_accuracy"]
+    assert (acc.estimate, acc.ci_low, acc.ci_high) == pytest.approx((0.9, 0.9 - half, 0.9 + half))
+    assert acc.verdict == "more accurate"
+    assert row["tf_tape", "keras", "test_accuracy"].verdict == "more accurate"
+    assert row["numpy", "tf_tape", "test_accuracy"].verdict == "equivalent"
+
+
+def test_a_censored_time_to_target_gives_no_interval_and_no_claim(compared):
+    row = verdicts.verdicts(compared).set_index(["a", "b", "quantity"]).loc
+    censored = row["numpy", "keras", "time_to_target"]
+    assert np.isnan(censored.ci_low) and np.isnan(censored.ci_high)
+    assert censored.estimate == 9.0 / 5.0  # medians with the censored run as +inf: 9 / 5
+    assert censored.verdict == NO_DIFFERENCE
+    assert "keras 2/3" in censored.note and "numpy 3/3" in censored.note
+    reached = row["numpy", "tf_tape", "time_to_target"]
+    assert reached.estimate == pytest.approx(1.0) and reached.verdict == NO_DIFFERENCE
+
+
+def test_one_paired_run_has_no_interval_and_says_so():
+    rows = rows_of(
+        {"implementation": "keras", "seed": 0, "steady_epoch_s": 4.0, "time_to_target_s": np.nan},
+        {"implementation": "numpy", "seed": 0, "steady_epoch_s": 1.0, "time_to_target_s": np.nan},
+    )
+    table = verdicts.verdicts(rows)
+    assert (table.n == 1).all() and table[["ci_low", "ci_high"]].isna().all().all()
+    assert (table.verdict == NO_DIFFERENCE).all()
+    speed, target, _ = (verdicts.verdict_sentence(r) for r in table.itertuples())
+    assert speed == (
+        "numpy vs keras: no significant difference, 1 run: no interval (4.00x; steady epoch, 1 seed)"
+    )
+    assert target == "numpy vs keras, time to target: no validation set"
+
+
+def test_when_no_run_reaches_the_target_the_sentence_says_so_without_a_ratio():
+    never = (np.inf, np.inf, np.inf)
+    rows = rows_of(*trio("keras", [2, 2, 2], target=never), *trio("numpy", [1, 1, 1], target=never))
+    table = verdicts.verdicts(rows)
+    row = table[table.quantity == "time_to_target"].iloc[0]
+    assert np.isnan(row.estimate) and row.verdict == NO_DIFFERENCE
+    assert verdicts.verdict_sentence(row) == (
+        "numpy vs keras: no significant difference, no run reached it "
+        "(numpy 0/3, keras 0/3 reached): no interval (time to target, 3 seeds)"
+    )
+
+
+def test_summary_steady_epoch_is_a_geometric_mean_with_a_positive_interval():
+    # two runs 0.14 s and 0.36 s: the arithmetic t-interval reaches -1.15 s
+    rows = rows_of(*trio("tf_tape", [0.14, 0.36, np.nan])[:2])
+    row = analysis.summary(rows).iloc[0]
+    assert row["steady epoch s"] == pytest.approx(np.sqrt(0.14 * 0.36))
+    half = stats.t.ppf(0.975, 1) * np.log(0.36 / 0.14) / np.sqrt(2) / np.sqrt(2)
+    low = np.exp(np.log(0.14 * 0.36) / 2 - half)
+    assert row["steady 95% CI"] == f"{low:.3f}-{np.exp(np.log(0.14 * 0.36) / 2 + half):.3f}"
+    assert row["time to target"] == "5 s (2/2 reached)"
+
+
+def test_verdict_sentences():
+    def sentence(**kw):
+        base = {"preset": "p", "a": "numpy", "b": "keras", "n": 3, "margin": 0.39, "note": ""}
+        return verdicts.verdict_sentence(pd.Series({**base, **kw}))
+
+    speed = {"quantity": "epoch_time"}
+    assert sentence(**speed, estimate=1.7, ci_low=1.4, ci_high=2.1, verdict="faster") == (
+        "numpy 1.70x faster than keras [1.40, 2.10] (steady epoch, 3 seeds)"
+    )
+    assert sentence(**speed, estimate=0.5, ci_low=0.4, ci_high=0.8, verdict="slower") == (
+        "keras 2.00x faster than numpy [1.25, 2.50] (steady epoch, 3 seeds)"
+    )
+    assert sentence(**speed, estimate=1.16, ci_low=0.91, ci_high=1.53, verdict=NO_DIFFERENCE) == (
+        "numpy vs keras: no significant difference (1.16x [0.91, 1.53]; steady epoch, 3 seeds)"
+    )
+    acc = {"quantity": "test_accuracy"}
+    assert sentence(**acc, estimate=0.05, ci_low=-0.1, ci_high=0.2, verdict="equivalent") == (
+        "numpy vs keras: test accuracy equivalent within ±0.39 points "
+        "(+0.05 [-0.10, +0.20] points, 3 seeds)"
+    )
+    assert sentence(**acc, estimate=-0.9, ci_low=-1.2, ci_high=-0.5, verdict="less accurate") == (
+        "keras more accurate than numpy by 0.90 points [0.50, 1.20] (3 seeds)"
+    )
+
+
+def test_paired_speedups_keeps_the_speed_section_working(compared):
+    speed = analysis.paired_speedups(compared)
+    assert set(speed.quantity) == {"epoch_time"} and len(speed) == 3
+    statement = "p: numpy 2.00x faster than keras [1.84, 2.17] (steady epoch, 3 seeds)"
+    assert statement in speed.statement.tolist()
+
+
+def test_written_tables(compared, tmp_path):
+    v_path, s_path = verdicts.write_verdict_tables(compared, tmp_path)
+    written = pd.read_csv(v_path)
+    assert list(written.columns) == verdicts.VERDICT_COLUMNS
+    assert len(written) == 3 * 3  # pairs x quantities
+    assert set(written.verdict) <= {
+        "faster", "slower", "more accurate", "less accurate", NO_DIFFERENCE, "equivalent"
+    }  # fmt: skip
+    summary = pd.read_csv(s_path)
+    assert summary.implementation.tolist() == ["numpy", "tf_tape", "keras"]
+    keras = summary.set_index("implementation").loc["keras"]
+    assert keras.runs == 3 and keras.time_to_target_s_median == 9.0
+    assert keras.time_to_target_reached == 2
+    geo = analysis.ratio_interval([3.0, 3.3, 2.9])
+    assert (keras.steady_epoch_s_geomean, keras.steady_epoch_s_ci_low) == pytest.approx(geo[:2])
+    assert summary.set_index("implementation").loc["numpy", "runs"] == 4
+
+
+# --- checklist -------------------------------------------------------------------------------
+
+
+def mlflow_runs(n: int = 3, **tags) -> pd.DataFrame:
+    """An MLflow-shaped frame of n finished runs with everything the checklist looks for."""
+    return pd.DataFrame(
+        {
+            "run_id": [f"r{i}" for i in range(n)],
+            "run_name": [f"p-numpy-s{i}" for i in range(n)],
+            "status": "FINISHED",
+            "tags.device_name": "cpu",
+            "tags.threads": "2",
+            "tags.preset": "keras_dense512",
+            "params.seed": [str(i) for i in range(n)],
+            "params.optimizer.lr": "0.001",
+            "params.model.hidden": "[512]",
+            "params.dataset.val_size": "5000",
+            "params.dataset.split_seed": "0",
+            "metrics.train_time_s": 1.0,
+            "metrics.final_val_accuracy": 0.97,
+            "tags.hydra_overrides": "implementation=numpy",
+            "tags.dataset_digest": "abc",
+            "tags.git_commit": "deadbeef",
+            "tags.git_dirty": "false",
+            **tags,
+        }
+    )
+
+
+def items(runs: pd.DataFrame, rows: pd.DataFrame) -> dict[str, tuple[bool, str]]:
+    return {item: (ok, detail) for item, ok, detail in verdicts.checklist(runs, rows)}
+
+
+def test_checklist_passes_for_a_complete_selection(compared):
+    rows = compared[compared.seed != 7]
+    result = items(mlflow_runs(), rows)
+    assert all(ok for ok, _ in result.values()), result
+    assert result["Hyperparameters not chosen on the test set"][1] == (
+        "no tuning run in this selection; keras_dense512: published tutorial settings"
+    )
+
+
+def test_checklist_tells_what_is_missing(compared):
+    runs = mlflow_runs()
+    runs.loc[0, "tags.git_dirty"] = "true"
+    runs.loc[1, "status"] = "FAILED"
+    runs.loc[2, "params.seed"] = None
+    few = compared[compared.seed != 2]  # 2 runs per row: no t-interval worth the name at 3
+    result = items(runs, few)
+    assert result["Runs per row >= 3"][0] is False
+    assert "keras: 2" in result["Runs per row >= 3"][1]
+    assert result["Code version recorded, tree clean"][0] is False
+    assert "p-numpy-s0" in result["Code version recorded, tree clean"][1]
+    assert result["Every selected run finished"] == (False, "not finished: p-numpy-s1 (FAILED)")
+    assert result["Seeds recorded"][0] is False
+    single = compared[compared.seed == 0]
+    assert items(runs, single)["95% CI for every row (accuracy and epoch time)"][0] is False
+
+
+def test_checklist_says_tuned_on_validation_and_never_ticks_it_blindly(compared):
+    tuned = mlflow_runs(**{"tags.preset": "tune"})
+    ok, detail = items(tuned, compared)["Hyperparameters not chosen on the test set"]
+    assert ok and "tuned on validation (final_val_accuracy) in 3 tuning runs" == detail
+    blind = mlflow_runs(**{"params.dataset.val_size": "0", "metrics.final_val_accuracy": np.nan})
+    blind["tags.hydra_overrides"] = "hydra/sweeper=optuna optimizer.lr=0.003"
+    ok, detail = items(blind, compared)["Hyperparameters not chosen on the test set"]
+    assert not ok and "3 of 3 tuning runs have no validation objective" in detail
