@@ -10,6 +10,7 @@ from functools import cache
 from importlib import metadata
 from pathlib import Path
 
+import numpy  # noqa: F401  loads the BLAS threadpoolctl is asked about
 from threadpoolctl import threadpool_info
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,10 +59,12 @@ def git_state() -> tuple[str, str]:
 
 
 def blas() -> str:
+    """The BLAS NumPy itself runs on. Other libraries a framework loads later (its own BLAS)
+    are left out, so every job of a process reports the same value."""
     libs = [
         f"{i.get('internal_api')} {i.get('version')}"
         for i in threadpool_info()
-        if i.get("user_api") == "blas"
+        if i.get("user_api") == "blas" and "numpy" in str(i.get("filepath", ""))
     ]
     return ", ".join(sorted(set(libs))) or "none"
 

@@ -6,17 +6,16 @@ from __future__ import annotations
 
 import logging
 import math
-import re
-import resource
+import statistics
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from bench.data import Dataset, Splits
+from bench.host import CONTENDED, LoadMeter, peak_rss_mb, reset_peak_rss, rss_mb
 from bench.job_setup import build_network, initial_weights, load_data
 from bench.settings import Job
 from implementations import Implementation
@@ -60,15 +59,6 @@ class Shuffler:
         return np.take(self.x, order, axis=0, out=self.bx), np.take(self.y, order, out=self.by)
 
 
-def reset_peak_rss() -> None:
-    """Start a job's memory peak afresh, so an earlier job in the same process (Hydra's basic
-    launcher) does not leave its peak behind (Linux; elsewhere the process peak is kept)."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
-
-
 _first_job_of_process = True
 
 
@@ -84,17 +74,10 @@ def seconds_since_process_start() -> float | None:
     return time.time() - psutil.Process().create_time()
 
 
-def peak_rss_mb() -> float:
-    try:
-        status = Path("/proc/self/status").read_text()
-        return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
-    except (OSError, AttributeError):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-
-
 def run_job(job: Job, observers: list[Observer]) -> Result:
     start = time.perf_counter()
     reset_peak_rss()
+    rss_at_start = rss_mb()
     with threadpool_limits(limits=job.threads):
         t = time.perf_counter()
         dataset, splits = load_data(job)
@@ -102,6 +85,7 @@ def run_job(job: Job, observers: list[Observer]) -> Result:
         for o in observers:
             o.data_loaded(dataset)
         impl, net = build_network(job, initial_weights(job))
+        setup = time.perf_counter() - start
         startup = seconds_since_process_start()
         result = train(job, net, splits, observers, impl)
         t = time.perf_counter()
@@ -111,7 +95,8 @@ def run_job(job: Job, observers: list[Observer]) -> Result:
         _, train_acc = net.evaluate(splits.x_train, splits.y_train)
         result.predictions = net.predict(splits.x_test).argmax(axis=1).astype(np.uint8)
         result.labels = splits.y_test.astype(np.uint8)
-    train_time = sum(h["epoch_time_s"] for h in result.history)
+    epochs = [h["epoch_time_s"] for h in result.history]
+    train_time = sum(epochs)
     result.metrics.update(
         test_loss=test_loss,
         test_accuracy=test_acc,
@@ -120,7 +105,15 @@ def run_job(job: Job, observers: list[Observer]) -> Result:
         test_eval_time_s=final_eval_time,
         data_load_time_s=data_load_time,
         samples_per_s=len(splits.y_train) * job.epochs / train_time,
+        first_epoch_time_s=epochs[0],
+        # the first epoch carries tracing and warm-up; a one-epoch run has only that one
+        steady_epoch_time_s=statistics.median(epochs[1:] or epochs),
+        contended_epochs=sum(
+            h["host_other_cores"] + h["host_steal_cores"] > CONTENDED for h in result.history
+        ),
+        setup_s=setup,
         peak_rss_mb=peak_rss_mb(),
+        job_memory_mb=peak_rss_mb() - rss_at_start,
         total_time_s=time.perf_counter() - start,
     )
     if startup is not None:
@@ -138,14 +131,23 @@ def train(job: Job, net, s: Splits, observers: list[Observer], impl: Implementat
         result.metrics.update(initial_val_loss=loss, initial_val_accuracy=acc)
     elapsed = 0.0
     shuffler = Shuffler(s.x_train, s.y_train, job.seed)
+    meter = LoadMeter()
     for epoch in range(1, job.epochs + 1):
         x, y = shuffler.epoch(epoch)  # shuffled outside the timed region
+        meter.start()
         t = time.perf_counter()
         train_loss, train_acc = net.train_epoch(x, y)
         impl.synchronize(job.device)
         epoch_time = time.perf_counter() - t
+        load = meter.stop()
         elapsed += epoch_time
-        m = {"train_loss": train_loss, "train_accuracy": train_acc, "epoch_time_s": epoch_time}
+        m = {
+            "train_loss": train_loss,
+            "train_accuracy": train_acc,
+            "epoch_time_s": epoch_time,
+            "host_other_cores": load.others,  # other processes' CPU during the epoch
+            "host_steal_cores": load.steal,
+        }
         if math.isfinite(train_loss) and has_val:
             t = time.perf_counter()
             m["val_loss"], m["val_accuracy"] = net.evaluate(s.x_val, s.y_val)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.harness import epoch_order, peak_rss_mb, reset_peak_rss
+from bench.harness import epoch_order
+from bench.host import peak_rss_mb, reset_peak_rss
 
 
 def test_memory_peak_is_per_job_not_per_process():
@@ -20,3 +21,26 @@ def test_batch_order_depends_on_seed_and_epoch_only():
     assert np.array_equal(a, b) and sorted(a) == list(range(1000))
     assert not np.array_equal(a, epoch_order(0, 2, 1000))
     assert not np.array_equal(a, epoch_order(1, 1, 1000))
+
+
+def test_load_meter_sees_another_process_busy():
+    """A child that spins one core while this process sleeps is `others`, not us."""
+    import subprocess
+    import sys
+    import time
+
+    from bench.host import LoadMeter
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 3: pass"]
+    )
+    try:
+        time.sleep(0.5)  # the child is up and spinning
+        meter = LoadMeter()
+        meter.start()
+        time.sleep(1.5)
+        load = meter.stop()
+    finally:
+        child.kill()
+        child.wait()
+    assert load.others >= 0.3 and load.steal >= 0 and load.contended

@@ -107,7 +107,7 @@ def log_to_mlflow(uri: str, experiment: str, params, metrics, results, report: P
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.tracking import add_store_arguments
+    from bench.store import add_store_arguments
 
     parser = argparse.ArgumentParser(prog="mnist-bench-speed", description=__doc__)
     parser.add_argument("--repeats", type=int, default=5)
