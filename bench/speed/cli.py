@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.report.render import Section, write_markdown
+from bench.speed.floor import Floor, case_floor
 from bench.speed.flops import forward_flops, matmul_peak_gflops, train_flops
 from bench.speed.measure import CASES, Case, Timings, measure_case
 from implementations import registry
@@ -45,10 +46,10 @@ def parse_implementation(name: str) -> str:
     return name
 
 
-def case_rows(case: Case, job, n_train: int, n_test: int, timings: dict[str, Timings], peak):
-    """One row per implementation: medians, GFLOP/s, share of the peak, time relative to the
-    fastest implementation of the case, and the phases (backward = gradients - forward;
-    update = epoch - gradients)."""
+def case_rows(case: Case, job, n_train: int, n_test: int, timings: dict[str, Timings], peak, floor):
+    """One row per implementation: medians, GFLOP/s, share of the peak and of the case's
+    floor, time relative to the fastest implementation of the case, and the phases
+    (backward = gradients - forward; update = epoch - gradients)."""
     rows = []
     sizes = job.model.sizes
     for impl, t in timings.items():
@@ -63,6 +64,7 @@ def case_rows(case: Case, job, n_train: int, n_test: int, timings: dict[str, Tim
                 "eval s": t.median("evaluation"),
                 "GFLOP/s": gflops,
                 "% of peak": 100 * gflops / peak,
+                "% of floor": 100 * floor.epoch_s / epoch,
                 "eval GFLOP/s": n_test * forward_flops(sizes) / t.median("evaluation") / 1e9,
                 "forward s": fwd,
                 "backward s": grads - fwd,
@@ -73,6 +75,20 @@ def case_rows(case: Case, job, n_train: int, n_test: int, timings: dict[str, Tim
     table = pd.DataFrame(rows)
     table["vs fastest"] = table["epoch s"] / table["epoch s"].min()
     return table
+
+
+def floor_row(case: Case, batch: int, floor: Floor) -> dict:
+    return {
+        "case": case.name,
+        "batch": batch,
+        "steps": floor.steps,
+        "products s": floor.products_s,
+        "update s": floor.update_s,
+        "floor s": floor.epoch_s,
+        "GFLOP/s at the case's shapes": floor.gflops_at_shapes,
+        "GB/s at the parameters' size": floor.bandwidth_gbs,
+        "GB/s out of cache": floor.large_bandwidth_gbs,
+    }
 
 
 def write_report(tables: dict[str, pd.DataFrame], header: list[str], path: Path) -> None:
@@ -143,10 +159,13 @@ def main(argv: list[str] | None = None) -> int:
 
     peak = matmul_peak_gflops(args.threads)
     print(f"float32 matrix-product peak ({args.threads} threads): {peak:.0f} GFLOP/s")
-    epoch_tables = []
+    epoch_tables, floors = [], []
     for case in cases:
         job, n, timings = measure_case(case, repeats, implementations, n_train, args.threads)
-        epoch_tables.append(case_rows(case, job, n, 10_000, timings, peak))
+        sizes, batch = job.model.sizes, job.batch_size
+        floor = case_floor(sizes, batch, n, job.optimizer.name, args.threads)
+        floors.append(floor_row(case, batch, floor))
+        epoch_tables.append(case_rows(case, job, n, 10_000, timings, peak, floor))
         print(
             epoch_tables[-1][["case", "implementation", "epoch s", "GFLOP/s"]].to_string(
                 index=False
@@ -176,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         "vs fastest",
         "GFLOP/s",
         "% of peak",
+        "% of floor",
         "eval s",
         "eval GFLOP/s",
     ]
@@ -189,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         "first-epoch extra s",
     ]
     tables = {
+        "Floor (same run)": pd.DataFrame(floors),
         "Epoch time": results[speed_cols],
         "Where the time goes (per epoch)": results[phase_cols],
         "Startup": pd.DataFrame(
@@ -204,6 +225,10 @@ def main(argv: list[str] | None = None) -> int:
         f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {cpu_model()}, "
         f"{args.threads} threads, {repeats} repeats (medians), "
         f"{n_train or 'all'} training images{' (--quick)' if args.quick else ''}.",
+        "Floor: per case, the epoch's matrix products timed on the case's own shapes plus the "
+        "optimizer's minimum memory traffic (parameters, gradients and state read, parameters "
+        "and state written once per step) at the bandwidth measured on arrays of the "
+        "parameters' size; % of floor = floor / epoch time (100% = this machine's limit).",
         f"Float32 matrix-product peak (2048 x 2048, same run): **{peak:.0f} GFLOP/s**. "
         "GFLOP/s counts the matrix products of a training epoch (forward, weight gradients, "
         "input gradients past the first layer) over the median epoch time.",
