@@ -79,7 +79,11 @@ def header_section(runs: pd.DataFrame, label: str) -> Section:
     commits = _tag(runs, "git_commit")
     dirty = set(_tag(runs, "git_dirty"))
     state = (
-        "clean" if dirty == {"false"} else "uncommitted changes" if "true" in dirty else "unknown"
+        "tree clean"
+        if dirty == {"false"}
+        else "uncommitted changes in the tree"
+        if "true" in dirty
+        else "tree state unknown"
     )
     threads = ", ".join(_tag(runs, "threads")) or "?"
     text = [
@@ -88,7 +92,7 @@ def header_section(runs: pd.DataFrame, label: str) -> Section:
         f"(selection: {label}).",
         f"Host: {', '.join(_tag(runs, 'host')) or '?'}; CPU: {', '.join(_tag(runs, 'cpu_model')) or '?'}"
         f"; device: {', '.join(_tag(runs, 'device_name')) or '?'}; threads: {threads}.",
-        f"Commit: {', '.join(c[:12] for c in commits) or 'unknown'} (tree {state}).",
+        f"Commit: {', '.join(c[:12] for c in commits) or 'unknown'} ({state}).",
         "Reproduce (one command per preset):",
     ]
     return Section(

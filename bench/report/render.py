@@ -107,6 +107,7 @@ td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;white-space:nowrap}
 td.num{text-align:right}th{background:#f3f3f3}
 pre.cmd{white-space:pre-wrap;overflow-wrap:normal;word-break:keep-all;overflow-x:auto;
  background:#f6f8fa;border:1px solid #e1e4e8;padding:.4em .6em;margin:.3em 0;font-size:85%}
+pre.cmd span{white-space:nowrap}
 .verdicts{display:flex;flex-wrap:wrap;gap:.6em}
 .verdict{border-left:5px solid #2b7a3d;background:#eef7f0;padding:.4em .9em;flex:1 1 420px}
 .verdict h3{margin:.2em 0}.verdict ul{margin:.2em 0;padding-left:1.2em}
@@ -137,6 +138,12 @@ def _html_table(t: Table) -> str:
     )
 
 
+def _tokens(line: str) -> str:
+    """Each space-separated token unbreakable: a command wraps at its spaces only (a browser
+    would also break after '/' or '-' inside a path or an override)."""
+    return " ".join(f"<span>{html.escape(token)}</span>" for token in line.split(" "))
+
+
 def _html_part(part) -> str | None:
     if isinstance(part, Note):
         return f"<p class='note'>{html.escape(part)}</p>"
@@ -148,7 +155,7 @@ def _html_part(part) -> str | None:
     if isinstance(part, Table):
         return _html_table(part) if not part.df.empty else None
     if isinstance(part, Code):
-        return "".join(f"<pre class='cmd'>{html.escape(line)}</pre>" for line in part.lines)
+        return "".join(f"<pre class='cmd'>{_tokens(line)}</pre>" for line in part.lines)
     data = base64.b64encode(part.read_bytes()).decode()
     return f"<img alt='{html.escape(part.stem)}' src='data:image/png;base64,{data}'>"
 
