@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 
 from bench.app import SWEEP_JOBS_ENV
 from bench.settings import ConfigError
-from bench.store import GRID_ARTIFACT, ensure_experiment
+from bench.store import GRID_ARTIFACT, ensure_experiment, tracking_uri
 from bench.tracking import FAILURES, PARENT_RUN_ENV, SWEEP_ID_ENV, config_hash, process_tags
 
 
@@ -73,7 +73,7 @@ class MlflowSweepCallback(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         parent = os.environ.pop(PARENT_RUN_ENV, None)
-        os.environ.pop(SWEEP_ID_ENV, None)
+        sweep_id = os.environ.pop(SWEEP_ID_ENV, None)
         os.environ.pop(SWEEP_JOBS_ENV, None)
         if parent is None:
             return
@@ -86,3 +86,18 @@ class MlflowSweepCallback(Callback):
         if failed:
             FAILURES.extend(failed)
         client.set_terminated(parent, "FAILED" if failed else "FINISHED")
+        print_verdicts(config, sweep_id)
+
+
+def print_verdicts(config: DictConfig, sweep_id: str | None) -> None:
+    """The sweep's verdict table and where to look next. A summary only: whatever goes wrong
+    here costs one line, never the sweep or the exit status its jobs decided."""
+    try:
+        from bench.report.terminal import sweep_summary
+
+        uri = tracking_uri(config.tracking)
+        lines = sweep_summary(uri, config.tracking.experiment, sweep_id)
+    except Exception as e:  # noqa: BLE001
+        reason = str(e).splitlines()[0] if str(e) else ""
+        lines = [f"(no verdict table for sweep {sweep_id}: {type(e).__name__}: {reason})"]
+    print("\n".join(lines), flush=True)

@@ -2,21 +2,62 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+from pathlib import Path
+
+import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from bench.report.analysis import NO_DIFFERENCE, equivalence_margin
 from bench.report.cli import main as report_main
 from bench.report.plots import by_setting
 from tests.test_app import SMALL, mnist_bench, runs_of
 
+_SWEEP: dict = {}
+
+
+def tiny_sweep(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """One small real sweep (3 implementations x 2 seeds) per test session, shared by this
+    module and the browser test: the store's directory and the sweep command's result."""
+    if not _SWEEP:
+        tmp = tmp_path_factory.mktemp("report")
+        proc = mnist_bench(tmp, "-m", "implementation=numpy,tf_tape,keras", "seed=0,1", *SMALL)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        _SWEEP.update(dir=tmp, proc=proc)
+    return _SWEEP["dir"], _SWEEP["proc"]
+
 
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("report")
-    proc = mnist_bench(tmp, "-m", "implementation=numpy,tf_tape,keras", "seed=0,1", *SMALL)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return tmp
+    return tiny_sweep(tmp_path_factory)[0]
+
+
+def sweep_parent(swept: Path):
+    return next(r for r in runs_of(swept) if r.data.tags.get("sweep_parent") == "true")
+
+
+PAIRS = [("numpy", "tf_tape"), ("numpy", "keras"), ("tf_tape", "keras")]
+
+
+def agrees_with_interval(r, margin: float) -> bool:
+    """The verdict word follows from the interval alone (NaN bounds: no difference)."""
+    low, high = r.ci_low, r.ci_high
+    if r.quantity == "test_accuracy":
+        expected = (
+            "equivalent"
+            if -margin <= low and high <= margin
+            else "more accurate"
+            if low > 0
+            else "less accurate"
+            if high < 0
+            else NO_DIFFERENCE
+        )
+    else:
+        expected = "faster" if low > 1 else "slower" if high < 1 else NO_DIFFERENCE
+    return r.verdict == expected
 
 
 def test_report_files_table_and_numbers(swept):
@@ -30,26 +71,116 @@ def test_report_files_table_and_numbers(swept):
         "report.md",
         "report.html",
         "runs.csv",
+        "verdicts.csv",
+        "summary.csv",
         "learning_curves_custom.png",
         "epoch_times.png",
         "accuracy_vs_time.png",
-        "time_to_accuracy.png",
     ):
         assert (out / name).stat().st_size > 0, name
     md = (out / "report.md").read_text()
-    for impl in ("numpy", "tf_tape", "keras"):
-        row = next(line for line in md.splitlines() if line.startswith(f"| {impl} | cpu |"))
-        assert row.split("|")[4].strip() == "2", row  # runs per implementation
-    assert "faster than" in md and "Reproducibility checklist" in md
+    parent = sweep_parent(swept)
+    assert parent.data.tags["sweep_id"] in md.split("## Verdicts")[0]
+    assert runs[0].data.tags["git_commit"][:12] in md.split("## Verdicts")[0]
+    assert "mnist-bench -m implementation=numpy,tf_tape,keras seed=0,1 dataset.n_train=2000" in md
+
+    # the key table: one row per implementation in the canonical order, human formats
+    verdicts_md = md.split("## Verdicts")[1].split("\n## ")[0]
+    key = [line.split(" | ") for line in verdicts_md.splitlines() if line.startswith("| ")][1:]
+    assert [row[0].strip("| ") for row in key] == ["numpy", "tf_tape", "keras"]
+    for row in key:
+        assert re.fullmatch(r"\d+\.\d\d% \[\d+\.\d\d, \d+\.\d\d\]", row[2]), row
+        assert row[3] == "fastest" or re.fullmatch(r"\d+\.\d\dx slower", row[3]), row
+        assert re.fullmatch(r"[\d,]+", row[5]), row
+    assert sum(row[3] == "fastest" for row in key) == 1
+    assert not re.search(r"\d\.?\d*e[+-]\d", md), "scientific notation in the report"
+
+    # verdicts.csv: every pair and quantity once, each word what its interval says
+    v = pd.read_csv(out / "verdicts.csv")
+    assert list(v.columns) == [
+        "preset",
+        "a",
+        "b",
+        "quantity",
+        "estimate",
+        "ci_low",
+        "ci_high",
+        "n",
+        "verdict",
+    ]
+    assert sorted(zip(v.a, v.b, v.quantity)) == sorted(
+        (a, b, q) for a, b in PAIRS for q in ("epoch_time", "time_to_target", "test_accuracy")
+    )
+    assert (v.preset == "custom").all() and (v.n == 2).all()
+    accuracy = {r.data.tags["implementation"]: [] for r in runs}
+    for r in runs:
+        accuracy[r.data.tags["implementation"]].append(r.data.metrics["test_accuracy"])
+    for r in v.itertuples():
+        margin = equivalence_margin(float(np.mean(accuracy[r.a] + accuracy[r.b])))
+        assert agrees_with_interval(r, margin), r
+
+    # the verdict box: one steady-epoch sentence per pair, saying what the CSV says
+    box = md.split("**custom**")[1].split("\n\n")[1].splitlines()
+    for r in v[v.quantity == "epoch_time"].itertuples():
+        said = {
+            "faster": f"{r.a} {r.estimate:.2f}x faster than {r.b} ",
+            "slower": f"{r.b} {1 / r.estimate:.2f}x faster than {r.a} ",
+            NO_DIFFERENCE: f"{r.a} vs {r.b}: {NO_DIFFERENCE} (",
+        }[r.verdict]
+        assert sum(said in line and "steady epoch" in line for line in box) == 1, (said, box)
+    summary = pd.read_csv(out / "summary.csv")
+    assert list(summary.implementation) == ["numpy", "tf_tape", "keras"]
+    assert (summary.runs == 2).all()
+
+    # the checklist is computed, with what it found
+    assert "[ ] Runs per row >= 3: custom/keras: 2; custom/numpy: 2; custom/tf_tape: 2" in md
+    assert "[x] Seeds recorded: all 6 runs" in md
+
     html = (out / "report.html").read_text()
     assert "<script>alert" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    appendix = html.split("<section id='appendix'>")[1]
+    assert appendix.count("<details") == 5
+    lockstep = md.split("### Lockstep check")[1].split("###")[0]
+    assert [
+        line.split(" | ")[1] for line in lockstep.splitlines() if line.startswith("| custom")
+    ] == [f"{a} vs {b}" for a, b in PAIRS]
     csv = pd.read_csv(out / "runs.csv").set_index("run_id")
     assert len(csv) == 6
     for r in runs:
-        for key in ("test_accuracy", "train_time_s", "samples_per_s"):
-            assert csv.loc[r.info.run_id, f"metrics.{key}"] == pytest.approx(
-                r.data.metrics[key], rel=1e-12
+        for k in ("test_accuracy", "train_time_s", "samples_per_s"):
+            assert csv.loc[r.info.run_id, f"metrics.{k}"] == pytest.approx(
+                r.data.metrics[k], rel=1e-12
             )
+
+
+def test_sweep_ends_with_its_verdicts_and_links(swept, tmp_path_factory):
+    """The `-m` command prints the same verdicts as the report's verdicts.csv, then how to
+    write the report and the MLflow runs page."""
+    stdout = tiny_sweep(tmp_path_factory)[1].stdout
+    parent = sweep_parent(swept)
+    sweep_id = parent.data.tags["sweep_id"]
+    uri = f"sqlite:///{swept}/mlflow.db"
+    assert f"Verdicts of sweep {sweep_id} (6 of 6 runs finished;" in stdout
+    assert f"Report: mnist-bench-report --sweep-id {sweep_id} --tracking-uri {uri}" in stdout
+    link = (
+        f"MLflow runs: http://127.0.0.1:5000/#/experiments/{parent.info.experiment_id}"
+        "/runs?workflowType=machine_learning"
+    )
+    assert link in stdout
+    name = "terminal"
+    args = ["--tracking-uri", uri, "--sweep-id", sweep_id, "--name", name, "--out", str(swept)]
+    assert report_main(args) == 0
+    words = {"epoch_time": "steady epoch", "time_to_target": "time to target"}
+    for r in pd.read_csv(swept / name / "verdicts.csv").itertuples():
+        quantity = words.get(r.quantity, "test accuracy")
+        lines = [
+            line
+            for line in stdout.splitlines()
+            if re.match(rf"\s+custom\s+{r.a} vs {r.b}\s+{quantity}\s", line)
+        ]
+        assert len(lines) == 1, (r, stdout[-3000:])
+        word = r.verdict if r.verdict in ("equivalent", NO_DIFFERENCE) else f"{r.a} {r.verdict}"
+        assert lines[0].rstrip().endswith(f"  {word}"), lines[0]
 
 
 def test_empty_experiment_or_filter_is_a_clear_error(swept, tmp_path, capsys):
@@ -93,5 +224,7 @@ def test_a_differing_setting_is_flagged_next_to_its_rows(swept):
     assert proc.returncode == 0, proc.stderr[-2000:]
     md = filtered_report(swept, "tags.preset = 'custom'", "unfair")
     assert "WARNING custom: train.batch_size differs: 128, 64" in md
-    numpy_rows = [line for line in md.splitlines() if line.startswith("| numpy | cpu | custom")]
-    assert numpy_rows and all("train.batch_size differs" in row for row in numpy_rows)
+    numpy_rows = [line for line in md.splitlines() if line.startswith("| numpy (setting ")]
+    assert len(numpy_rows) == 2 and all("train.batch_size differs" in r for r in numpy_rows)
+    box = md.split("**custom**")[1].split("\n\n")[1]
+    assert "WARNING: train.batch_size differs: 128, 64" in box

@@ -1,6 +1,11 @@
 """The report's sections, assembled from the selected runs: the numbers come from
-bench.report.analysis, the figures from bench.report.plots, the writing from
-bench.report.render. `build_report` writes report.{md,html}, runs.csv and the plots."""
+bench.report.analysis and bench.report.verdicts, the figures from bench.report.plots, the
+writing from bench.report.render. `build_report` writes report.{md,html}, runs.csv,
+verdicts.csv, summary.csv and the plots.
+
+Order: the answer first (header, verdicts with key tables, reproductions), then the evidence
+(speed, accuracy, time to accuracy, curves, predictions, fairness, checklist), then the
+appendix (collapsed in the HTML)."""
 
 from __future__ import annotations
 
@@ -11,13 +16,9 @@ import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 
-from bench.report import analysis, plots
+from bench.report import analysis, appendix, fmt, front, plots, verdicts
 from bench.report.collect import histories, setting_signature
-from bench.report.render import Section, write_html, write_markdown
-from bench.tracking import REPEAT_TOLERANCE
-
-ENV_TAGS = ("cpu_model", "device_name", "blas", "threads")
-ENV_TAGS_LAST = ("git_commit", "git_dirty", "dataset_digest", "host")
+from bench.report.render import Section, Table, write_html, write_markdown
 
 
 def load_predictions(runs: pd.DataFrame, tmp: Path) -> dict[str, dict]:
@@ -42,161 +43,121 @@ def build_report(runs: pd.DataFrame, label: str, out_dir: Path) -> Path:
     runs["signature"] = setting_signature(runs)
     hist = histories(runs)
     rows = analysis.per_run(runs, hist)
+    target = runs.get("params.train.target_accuracy", pd.Series(np.nan, index=runs.index))
+    rows["target"] = pd.to_numeric(target, errors="coerce").to_numpy()
     finished = rows[rows.status == "FINISHED"]
     table = analysis.summary(finished)
     warnings = analysis.fairness_warnings(runs)
-    if not table.empty:  # the warning stands next to the rows it concerns
-        table["fairness"] = table.preset.map(
-            lambda p: "; ".join(w.split(": ", 1)[1] for w in warnings if w.startswith(f"{p}: "))
-        )
     metric_cols = ["run_id", "run_name", "status"] + [
         c for c in runs.columns if c.startswith(("metrics.", "params.", "tags."))
     ]
     runs[metric_cols].to_csv(out_dir / "runs.csv", index=False)
+    verdicts.write_verdict_tables(finished, out_dir)
+    v = verdicts.verdicts(finished)
 
-    sections = []
-    s = Section(
-        "Summary",
-        [
-            f"Selection: {label}; {len(runs)} runs, {len(finished)} finished. "
-            "Means over seeds; 95% CIs are Student-t over seeds. Steady epoch = "
-            "median of epochs 2+ (the first epoch carries tracing and warm-up)."
-        ],
+    verdict = front.verdict_section(finished, v, warnings)
+    verdict.notes.append(
+        "Machine-readable: verdicts.csv (one row per preset, pair and quantity) and "
+        "summary.csv (one row per preset and implementation) beside this report."
     )
-    if not table.empty:
-        s.tables.append(table.drop(columns=["signature"]))
-        for preset, g in table.groupby("preset"):
-            if g["steady epoch s"].isna().all():
-                continue
-            best = g.loc[g["steady epoch s"].idxmin()]
-            s.text.append(
-                f"Fastest for {preset} on this machine: {best.implementation} "
-                f"({best['steady epoch s']:.3f} s per steady-state epoch)."
-            )
     failed = rows[rows.status != "FINISHED"]
     if not failed.empty:
-        s.text.append(
+        verdict.text.append(
             "Not finished (left out of the statistics): "
             + ", ".join(f"{r.run_name} ({r.status})" for r in failed.itertuples())
         )
-    sections.append(s)
-
-    speed = analysis.paired_speedups(finished)
-    sections.append(
-        Section(
-            "Speed, paired by seed",
-            list(speed.statement)
-            if not speed.empty
-            else ["Needs two implementations sharing seeds."],
-            images=[plots.epoch_times(finished, hist, out_dir / "epoch_times.png")],
-        )
-    )
-
-    acc_text = []
-    for _, r in table.iterrows():
-        acc = r["test acc"]
-        acc_text.append(
-            f"{r.implementation} ({r.preset}): test accuracy {acc:.4f}, noise floor "
-            f"±{analysis.noise_floor(acc):.4f} (binomial s.e. on 10,000 images)"
-        )
-    sections.append(
-        Section(
-            "Accuracy and its noise floor",
-            acc_text,
-            images=[plots.accuracy_vs_time(finished, out_dir / "accuracy_vs_time.png")],
-        )
-    )
-
-    tt_cols = [f"to_{t:.3g}" for t in analysis.THRESHOLDS]
-    ttable = finished.groupby(["implementation", "preset"])[tt_cols].mean().reset_index()
-    sections.append(
-        Section(
-            "Time to accuracy",
-            [
-                "Training seconds until validation accuracy first reached each threshold (97% is "
-                "AlgoPerf's MNIST target); blank: never reached."
-            ],
-            [ttable],
-            [
-                plots.time_to_thresholds(
-                    finished, analysis.THRESHOLDS, out_dir / "time_to_accuracy.png"
-                )
-            ],
-        )
-    )
-
-    sections.append(
-        Section(
-            "Fairness check",
-            [f"WARNING {w}" for w in warnings]
-            or ["All compared runs share every setting except implementation and seed."],
-        )
-    )
-    sections.append(
+    sections = [
+        front.header_section(runs, label),
+        verdict,
+        front.reproduction_section(finished),
+        speed_section(finished, hist, v, out_dir),
+        accuracy_section(finished, v, out_dir),
+        time_to_accuracy_section(finished, out_dir),
         Section(
             "Learning curves",
-            ["Median over seeds; band = min-max."],
+            ["Median over seeds; band = min-max over seeds."],
             images=[
                 plots.learning_curves(g, hist, preset, out_dir / f"learning_curves_{preset}.png")
                 for preset, g in finished.groupby("preset")
             ],
-        )
-    )
-    repro = analysis.reproduction(finished)
-    sections.append(
+        ),
+        predictions_section(runs, out_dir),
         Section(
-            "Reproduction of published results",
-            [] if not repro.empty else ["No tutorial preset in this selection."],
-            [repro],
-        )
-    )
-    if not table.empty:
-        sections.append(
-            Section(
-                "Overfitting",
-                ["Train accuracy on the full training set."],
-                [table[["implementation", "preset", "train acc", "test acc", "gap (train-test)"]]],
-            )
-        )
-    sections.append(predictions_section(runs, out_dir))
-    sections.append(
-        Section(
-            "Lockstep check",
-            ["Largest train-loss difference between implementations at each epoch (same seed)."],
-            [analysis.lockstep_gaps(runs, hist)],
-        )
-    )
-    sections.append(determinism_section(runs))
-    sections.append(environment_section(runs))
-    sections.append(checklist_section(runs, table))
-
+            "Fairness check",
+            [f"WARNING {w}" for w in warnings]
+            or ["All compared runs share every setting except implementation and seed."],
+        ),
+        checklist_section(runs, finished),
+        appendix.more_numbers(table),
+        appendix.lockstep_section(runs, hist),
+        appendix.determinism_section(runs),
+        appendix.environment_section(runs),
+        appendix.commands_section(runs),
+    ]
     title = f"mnist-bench report: {label}"
     write_markdown(title, sections, out_dir / "report.md")
     write_html(title, sections, out_dir / "report.html")
     return out_dir / "report.html"
 
 
-def determinism_section(runs: pd.DataFrame) -> Section:
-    table = analysis.determinism(runs)
-    if table.empty:
-        return Section(
-            "Determinism",
-            [
-                "No repeated config in this selection (run one again with "
-                "tracking.skip_completed=false to certify it)."
-            ],
-        )
-    shaky = table[table.bitwise < table[["bitwise", "tolerance", "divergent"]].sum(axis=1)]
-    text = [
-        "Runs whose config and seed ran before, compared epoch by epoch on the train loss: "
-        f"bitwise = identical, tolerance = within {REPEAT_TOLERANCE:g} relative."
+def _sentences(v: pd.DataFrame, quantity: str) -> list[str]:
+    return [
+        f"{r.preset}: {verdicts.verdict_sentence(r)}"
+        for r in v[v.quantity == quantity].itertuples()
     ]
-    text += [
-        f"{r.implementation} is not bitwise reproducible here: largest relative loss "
-        f"difference {r['max rel. loss diff']:.3g}."
-        for _, r in shaky.iterrows()
-    ] or ["Every repeated run reproduced its losses bitwise."]
-    return Section("Determinism", text, [table])
+
+
+def speed_section(rows: pd.DataFrame, hist: pd.DataFrame, v: pd.DataFrame, out: Path) -> Section:
+    text = _sentences(v, "epoch_time") + _sentences(v, "time_to_target")
+    return Section(
+        "Speed, paired by seed",
+        text or ["Needs two implementations sharing seeds."],
+        images=[plots.epoch_times(rows, hist, out / "epoch_times.png")] if len(rows) else [],
+    )
+
+
+def accuracy_section(rows: pd.DataFrame, v: pd.DataFrame, out: Path) -> Section:
+    """Each group's accuracy with its 95% interval beside the test set's own 95% noise
+    half-width (1.96 binomial s.e. on 10,000 images): the same level everywhere."""
+    text = []
+    for (preset, impl), g in sorted(
+        rows.groupby(["preset", "implementation"]),
+        key=lambda x: (x[0][0], verdicts.impl_key(x[0][1])),
+    ):
+        acc = analysis.t_interval(g.test_accuracy)
+        half = 100 * analysis.Z * analysis.noise_floor(acc[0])
+        text.append(
+            f"{preset} / {impl}: test accuracy {fmt.percent(*acc)} over {len(g)} run(s); "
+            f"the test set's own 95% noise at this accuracy: ±{half:.2f} points"
+        )
+    text += _sentences(v, "test_accuracy")
+    images = [plots.accuracy_vs_time(rows, out / "accuracy_vs_time.png")] if len(rows) else []
+    return Section("Accuracy and its noise floor", text, images=images)
+
+
+def time_to_accuracy_section(rows: pd.DataFrame, out: Path) -> Section:
+    """Censored medians per threshold ("k/n reached"); presets without a validation set get
+    one sentence, not a row of blanks."""
+    ttable = analysis.time_to_accuracy_table(rows) if len(rows) else pd.DataFrame()
+    text = [
+        "Training seconds until the validation accuracy first reached each threshold (97% is "
+        "AlgoPerf's MNIST target): median over runs, a run that never reached it counted as "
+        "+inf, so the median says 'not reached' once half the runs did not."
+    ]
+    if not ttable.empty:
+        cols = [f"to_{t:.3g}" for t in analysis.THRESHOLDS]
+        none = (ttable[cols] == "no validation set").all(axis=1)
+        for preset in sorted(ttable[none].preset.unique()):
+            text.append(f"{preset}: no validation set (val_size=0), so no time to accuracy.")
+        ttable = ttable[~none].rename(
+            columns={c: f"{100 * t:g}%" for c, t in zip(cols, analysis.THRESHOLDS)}
+        )
+        ttable = ttable[
+            ["preset", "implementation", *ttable.columns.drop(["preset", "implementation"])]
+        ]
+        ttable = appendix._canonical(ttable, "preset") if not ttable.empty else ttable
+    image = plots.time_to_thresholds(rows, analysis.THRESHOLDS, out / "time_to_accuracy.png")
+    return Section("Time to accuracy", text, [ttable], [image] if image else [])
 
 
 def predictions_section(runs: pd.DataFrame, out_dir: Path) -> Section:
@@ -205,16 +166,21 @@ def predictions_section(runs: pd.DataFrame, out_dir: Path) -> Section:
     section = Section("Predictions to look at")
     with tempfile.TemporaryDirectory() as tmp:
         preds = load_predictions(runs, Path(tmp))
-    for preset, by_impl in preds.items():
-        name = runs["params.dataset.name"].iloc[0]
+    images = None
+    if preds:
         try:
-            images = load(name, download=False).x_test
+            images = load(runs["params.dataset.name"].iloc[0], download=False).x_test
         except DataError as e:  # the agreement table needs no images; the pictures do
-            images = None
-            section.text = [f"No misclassified-image plots: {e}"]
-        for impl, (predicted, labels) in sorted(by_impl.items()):
-            if images is None:
-                continue
+            section.text.append(f"No misclassified-image plots: {e}")
+    section.text.insert(
+        0,
+        "Agreement: share of the 10,000 test images on which two implementations predict the "
+        "same label; McNemar's exact p tests whether one gets more images right than the other.",
+    )
+    for preset, by_impl in sorted(preds.items()):
+        names = sorted(by_impl, key=verdicts.impl_key)
+        for impl in names if images is not None else []:
+            predicted, labels = by_impl[impl]
             section.images.append(
                 plots.misclassified(
                     images,
@@ -224,51 +190,20 @@ def predictions_section(runs: pd.DataFrame, out_dir: Path) -> Section:
                     out_dir / f"misclassified_{preset}_{impl}.png",
                 )
             )
-        labels = next(iter(by_impl.values()))[1]
-        section.tables.append(analysis.agreement({k: v[0] for k, v in by_impl.items()}, labels))
+        labels = by_impl[names[0]][1]
+        agree = analysis.agreement({k: by_impl[k][0] for k in names}, labels)
+        if agree.empty:
+            continue
+        agree["agree"] = agree["agree"].map(fmt.percent)
+        agree["McNemar p"] = agree["McNemar p"].map(fmt.p_value)
+        section.tables.append(Table(agree, caption=f"{preset}: prediction agreement (lowest seed)"))
     return section
 
 
-def environment_section(runs: pd.DataFrame) -> Section:
-    """The machine, every package version any selected run recorded (each implementation
-    records its framework's), and the code and data."""
-    versions = sorted(
-        c.removeprefix("tags.") for c in runs.columns if c.startswith("tags.version.")
-    )
-    env = pd.DataFrame(
-        [
-            {"item": t, "value": ", ".join(runs[f"tags.{t}"].dropna().astype(str).unique())}
-            for t in (*ENV_TAGS, *versions, *ENV_TAGS_LAST)
-            if f"tags.{t}" in runs
-        ]
-    )
-    commands = pd.DataFrame(
-        {
-            "run": runs.run_name,
-            "command": ["mnist-bench " + str(o) for o in runs.get("tags.hydra_overrides", "")],
-        }
-    )
-    return Section("Environment and how to reproduce each run", [], [env, commands])
-
-
-def checklist_section(runs: pd.DataFrame, table: pd.DataFrame) -> Section:
-    has = lambda col: col in runs and runs[col].notna().all()  # noqa: E731
-    items = [
-        ("Compute described (CPU/GPU, threads)", has("tags.device_name") and has("tags.threads")),
-        ("Number of runs per row stated, >= 3", not table.empty and (table.runs >= 3).all()),
-        ("Seeds recorded", has("params.seed")),
-        ("All hyperparameters recorded", has("params.optimizer.lr") and has("params.model.hidden")),
-        ("Hyperparameters chosen from published tutorials (presets), not tuned on test", True),
-        ("Data splits stated (val_size, split_seed)", has("params.dataset.val_size")),
-        ("Mean with 95% CI reported", not table.empty),
-        ("Runtime reported", has("metrics.train_time_s")),
-        ("Exact command per run", has("tags.hydra_overrides")),
-        ("Data digest recorded", has("tags.dataset_digest")),
-        (
-            "Code version recorded, tree clean",
-            has("tags.git_commit") and (runs.get("tags.git_dirty") == "false").all(),
-        ),
+def checklist_section(runs: pd.DataFrame, rows: pd.DataFrame) -> Section:
+    """Each item computed from the runs, with what it found."""
+    lines = [
+        f"[{'x' if ok else ' '}] {item}" + (f": {detail}" if detail else "")
+        for item, ok, detail in verdicts.checklist(runs, rows)
     ]
-    return Section(
-        "Reproducibility checklist", [f"[{'x' if ok else ' '}] {item}" for item, ok in items]
-    )
+    return Section("Reproducibility checklist", lines)

@@ -1,4 +1,8 @@
-"""The report's figures (matplotlib, written as PNG)."""
+"""The report's figures (matplotlib, written as PNG).
+
+One colour per implementation in every figure (a reader learns it once) and one line style
+per preset; panels per preset where one long preset would squash the others; no panel for
+data that cannot exist (a validation curve without a validation set)."""
 
 from __future__ import annotations
 
@@ -10,6 +14,20 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator  # noqa: E402
+
+from bench.report.analysis import censored_median  # noqa: E402
+from bench.report.verdicts import IMPL_ORDER, impl_key  # noqa: E402
+
+PALETTE = plt.get_cmap("tab10").colors
+STYLES = ("-", "--", ":", "-.")
+
+
+def colour(impl: str, known=None) -> tuple:
+    """The implementation's colour: the canonical ones first, then the others in order."""
+    names = list(IMPL_ORDER) + sorted(set(() if known is None else known) - set(IMPL_ORDER))
+    index = names.index(impl) if impl in names else len(names)
+    return PALETTE[index % len(PALETTE)]
 
 
 def _save(fig, path: Path, dpi: int = 90) -> Path:
@@ -19,36 +37,47 @@ def _save(fig, path: Path, dpi: int = 90) -> Path:
     return path
 
 
+def _impls(rows: pd.DataFrame) -> list[str]:
+    return sorted(rows.implementation.unique(), key=impl_key)
+
+
 def learning_curves(rows: pd.DataFrame, hist: pd.DataFrame, preset: str, out: Path) -> Path:
-    """Val accuracy and train loss against epoch and wall time; seed spread shaded."""
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7))
+    """Val accuracy (when the preset held a validation set out) and train loss against
+    epoch and training seconds; median over seeds, min-max shaded."""
     merged = hist.merge(rows[["run_id", "implementation"]], on="run_id")
-    for impl, g in merged.groupby("implementation"):
-        for row, key in enumerate(("val_accuracy", "train_loss")):
+    keys = [k for k in ("val_accuracy", "train_loss") if (merged.key == k).any()]
+    fig, axes = plt.subplots(max(len(keys), 1), 2, figsize=(11, 3.4 * max(len(keys), 1) + 0.4))
+    axes = np.atleast_2d(axes)
+    for impl in _impls(rows):
+        g = merged[merged.implementation == impl]
+        times = (
+            g[g.key == "epoch_time_s"]
+            .pivot_table(index="step", columns="run_id", values="value")
+            .cumsum()
+        )
+        for row, key in enumerate(keys):
             curves = g[g.key == key].pivot_table(index="step", columns="run_id", values="value")
-            times = (
-                g[g.key == "epoch_time_s"]
-                .pivot_table(index="step", columns="run_id", values="value")
-                .cumsum()
-            )
             if curves.empty:
                 continue
             lo, mid, hi = curves.min(axis=1), curves.median(axis=1), curves.max(axis=1)
-            marker = "o" if len(curves) <= 50 else None
-            axes[row, 0].plot(curves.index, mid, marker=marker, label=impl)
-            axes[row, 0].fill_between(curves.index, lo, hi, alpha=0.2)
+            style = dict(color=colour(impl, rows.implementation), label=impl)
+            style["marker"] = "o" if len(curves) <= 50 else None
+            axes[row, 0].plot(curves.index, mid, **style)
+            axes[row, 0].fill_between(curves.index, lo, hi, alpha=0.2, color=style["color"])
             t = times.median(axis=1).reindex(curves.index)
-            axes[row, 1].plot(t, mid, marker=marker, label=impl)
-            axes[row, 1].fill_between(t, lo, hi, alpha=0.2)
-            axes[row, 0].set_ylabel(key)
-    for ax, xlabel in zip(axes.flat, ("epoch", "training seconds") * 2):
-        ax.set_xlabel(xlabel)
+            axes[row, 1].plot(t, mid, **style)
+            axes[row, 1].fill_between(t, lo, hi, alpha=0.2, color=style["color"])
+            axes[row, 0].set_ylabel(key.replace("_", " "))
+    for ax in axes[:, 0]:
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax in axes[:, 1]:
+        ax.set_xlabel("training seconds")
+    for ax in axes.flat:
         ax.grid(alpha=0.3)
-    axes[1, 0].legend()
-    for ax in axes[0]:
-        if not ax.lines:
-            ax.text(0.5, 0.5, "no validation set (val_size=0)", ha="center", transform=ax.transAxes)
-    fig.suptitle(f"{preset}: learning curves")
+    axes[0, 0].legend()
+    note = "" if "val_accuracy" in keys else " (no validation set: train loss only)"
+    fig.suptitle(f"{preset}: learning curves{note}")
     return _save(fig, out, dpi=72)  # one figure per preset, all embedded in the HTML
 
 
@@ -59,41 +88,93 @@ def by_setting(rows: pd.DataFrame):
 
 
 def epoch_times(rows: pd.DataFrame, hist: pd.DataFrame, out: Path) -> Path:
+    """Steady epochs (2+) per preset and implementation, log axis (presets differ by 10x)."""
     steady = hist[(hist.key == "epoch_time_s") & (hist.step >= 2)]
-    groups = list(by_setting(rows))
-    fig, ax = plt.subplots(figsize=(7, 1.5 + 0.35 * len(groups)))
-    ax.boxplot(
+    groups = sorted(
+        by_setting(rows),
+        key=lambda x: (x[0].split(" / ")[0], impl_key(x[1].implementation.iloc[0])),
+    )
+    groups.reverse()  # boxplot draws bottom-up: the first group on top
+    fig, ax = plt.subplots(figsize=(8, 1.5 + 0.4 * len(groups)))
+    box = ax.boxplot(
         [steady[steady.run_id.isin(g.run_id)].value for _, g in groups],
         tick_labels=[label for label, _ in groups],
         orientation="horizontal",
+        patch_artist=True,
     )
-    ax.set_xlabel("steady-state epoch time (s, epochs 2+)")
-    ax.grid(alpha=0.3)
+    for patch, (_, g) in zip(box["boxes"], groups):
+        patch.set_facecolor(colour(g.implementation.iloc[0], rows.implementation))
+        patch.set_alpha(0.6)
+    ax.set_xscale("log")
+    plain = FuncFormatter(lambda x, _: f"{x:g}")  # 0.2, 0.5, 1, 2: no 2x10^-1 labels
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_locator(LogLocator(subs=(2, 5)))
+    ax.xaxis.set_minor_formatter(plain)
+    ax.set_xlabel("steady-state epoch time (s, epochs 2+, log scale)")
+    ax.grid(alpha=0.3, which="both")
     return _save(fig, out)
+
+
+def _panels(n: int, width: float = 4.2, height: float = 3.4):
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, axes.flat
 
 
 def accuracy_vs_time(rows: pd.DataFrame, out: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for label, g in by_setting(rows):
-        ax.scatter(g.total_time_s, g.test_accuracy, label=label)
-    ax.set_xlabel("total job time (s)")
-    ax.set_ylabel("test accuracy")
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
+    """Test accuracy against total job time, one panel per preset (own axes: a 500-epoch
+    preset never squashes a 5-epoch one)."""
+    presets = sorted(rows.preset.unique())
+    fig, axes = _panels(max(len(presets), 1))
+    for ax, preset in zip(axes, presets):
+        g = rows[rows.preset == preset]
+        for impl in _impls(g):
+            r = g[g.implementation == impl]
+            ax.scatter(
+                r.total_time_s,
+                100 * r.test_accuracy,
+                label=impl,
+                s=30,
+                color=colour(impl, rows.implementation),
+            )
+        ax.set_title(preset)
+        ax.set_xlabel("total job time (s)")
+        ax.set_ylabel("test accuracy (%)")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
     return _save(fig, out)
 
 
-def time_to_thresholds(rows: pd.DataFrame, thresholds, out: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for label, g in by_setting(rows):
-        seconds = [g[f"to_{t:.3g}"].mean() for t in thresholds]
+def time_to_thresholds(rows: pd.DataFrame, thresholds, out: Path) -> Path | None:
+    """Median training seconds to each validation threshold (unreached runs as +inf, so a
+    median that never got there is not drawn); colour = implementation, style = preset."""
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    presets = sorted(rows.preset.unique())
+    for (preset, impl), g in rows.groupby(["preset", "implementation"]):
+        seconds = np.array([censored_median(g[f"to_{t:.3g}"])[0] for t in thresholds])
+        seconds[~np.isfinite(seconds)] = np.nan
         if not np.isnan(seconds).all():  # presets without a validation set have no curve
-            ax.plot([t * 100 for t in thresholds], seconds, marker="o", label=label)
+            ax.plot(
+                [t * 100 for t in thresholds],
+                seconds,
+                marker="o",
+                label=f"{preset} / {impl}",
+                color=colour(impl, rows.implementation),
+                linestyle=STYLES[presets.index(preset) % len(STYLES)],
+            )
     ax.set_xlabel("validation accuracy threshold (%)")
-    ax.set_ylabel("training seconds to reach it")
+    ax.set_ylabel("median training seconds to reach it")
     if ax.lines:
-        ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        ax.set_yscale("log")
+    else:
+        ax.text(
+            0.5, 0.5, "no validation set in this selection", ha="center", transform=ax.transAxes
+        )
+    ax.grid(alpha=0.3, which="both")
     return _save(fig, out)
 
 
@@ -105,14 +186,16 @@ def misclassified(
     out: Path,
     count: int = 16,
 ) -> Path:
+    """The first misclassified test digits, each titled true→predicted in a size that reads
+    at 100% zoom."""
     wrong = np.flatnonzero(predicted != labels)[:count]
     cols = 8
     rows = max(1, -(-len(wrong) // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.1, rows * 1.3 + 0.4), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.0, rows * 1.25 + 0.5), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, i in zip(axes.flat, wrong):
         ax.imshow(images[i], cmap="gray_r")
-        ax.set_title(f"{labels[i]}→{predicted[i]}", fontsize=8, color="firebrick")
-    fig.suptitle(title)
-    return _save(fig, out, dpi=50)  # small: the HTML report embeds one grid per run group
+        ax.set_title(f"{labels[i]}→{predicted[i]}", fontsize=13, color="firebrick")
+    fig.suptitle(title, fontsize=12)
+    return _save(fig, out, dpi=72)

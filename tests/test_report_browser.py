@@ -1,0 +1,105 @@
+"""The HTML report in a real browser (headless Chromium through Playwright), built from the
+real tiny sweep of tests/test_report.py: what a reader sees, not what the markup claims."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bench.report.cli import main as report_main
+from tests.test_app import runs_of
+from tests.test_report import sweep_parent, tiny_sweep
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.fixture(scope="module")
+def page_of(tmp_path_factory):
+    """A function: report.html opened at a viewport size; the report built once."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is absent (CI installs it: apt-get install chromium)")
+    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    swept = tiny_sweep(tmp_path_factory)[0]
+    parent = sweep_parent(swept)
+    uri = f"sqlite:///{swept}/mlflow.db"
+    sweep_id = parent.data.tags["sweep_id"]
+    out = tmp_path_factory.mktemp("browser")
+    args = ["--tracking-uri", uri, "--sweep-id", sweep_id, "--name", "b", "--out", str(out)]
+    assert report_main(args) == 0
+    html = out / "b" / "report.html"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+
+        def open_page(width: int, height: int = 900):
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.goto(html.as_uri())
+            page.wait_for_load_state("load")
+            return page
+
+        open_page.parent = parent
+        open_page.commit = next(
+            r.data.tags["git_commit"] for r in runs_of(swept) if "git_commit" in r.data.tags
+        )
+        open_page.out = out
+        yield open_page
+        browser.close()
+
+
+def test_every_image_loads(page_of):
+    page = page_of(1440)
+    widths = page.evaluate("[...document.images].map(i => i.complete ? i.naturalWidth : 0)")
+    assert len(widths) >= 4 and all(w > 0 for w in widths), widths
+
+
+def test_no_horizontal_page_overflow_at_1000px(page_of):
+    page = page_of(1000)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1000
+    # every table scrolls inside its own box, never the page
+    unwrapped = page.evaluate(
+        "[...document.querySelectorAll('table')].filter("
+        "t => getComputedStyle(t.parentElement).overflowX !== 'auto').length"
+    )
+    assert unwrapped == 0
+
+
+def test_first_screen_has_the_header_and_the_verdict(page_of, tmp_path):
+    page = page_of(1440, 900)
+    box = page.locator(".verdict").first.bounding_box()
+    assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= 900, box
+    assert "faster than" in page.locator(".verdict").first.inner_text() or (
+        "no significant difference" in page.locator(".verdict").first.inner_text()
+    )
+    header = page.locator("header").inner_text()
+    tags = page_of.parent.data.tags
+    assert tags["sweep_id"] in header and page_of.commit[:12] in header
+    assert "mnist-bench -m implementation=numpy,tf_tape,keras seed=0,1" in header
+    page.screenshot(path=str(tmp_path / "first_screen.png"))
+    keep = page_of.out / "first_screen.png"
+    shutil.copy(tmp_path / "first_screen.png", keep)
+    assert keep.stat().st_size > 0
+
+
+@pytest.mark.parametrize("width", [1000, 560])
+def test_commands_wrap_only_at_spaces(page_of, width):
+    page = page_of(width)
+    page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")
+    # a token broken across lines has more than one line box
+    broken = page.evaluate(
+        "[...document.querySelectorAll('pre.cmd span')]"
+        ".filter(s => s.getClientRects().length > 1).map(s => s.textContent)"
+    )
+    wrapped = page.evaluate(
+        "[...document.querySelectorAll('pre.cmd')].filter(p => p.clientHeight > 40).length"
+    )
+    assert broken == [] and wrapped > 0  # long commands did wrap, at spaces only
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+
+
+def test_appendix_is_collapsed(page_of):
+    page = page_of(1440)
+    details = page.locator("#appendix details")
+    assert details.count() == 5
+    assert all(not details.nth(i).get_attribute("open") for i in range(details.count()))
+    assert not page.locator("#appendix details table").first.is_visible()
