@@ -415,3 +415,23 @@ def test_checklist_says_tuned_on_validation_and_never_ticks_it_blindly(compared)
     blind["tags.hydra_overrides"] = "hydra/sweeper=optuna optimizer.lr=0.003"
     ok, detail = items(blind, compared)["Hyperparameters not chosen on the test set"]
     assert not ok and "3 of 3 tuning runs have no validation objective" in detail
+
+
+def test_contended_epochs_are_set_aside_from_the_steady_epoch(three_runs):
+    """r1's epochs 2-4 take 1, 3 (others used 1.2 cores meanwhile) and 1 s: the steady epoch is
+    the median of the calm ones; r2 is contended throughout and keeps all its epochs."""
+    runs, _ = three_runs
+    times = {"r1": [5.0, 1.0, 3.0, 1.0], "r2": [5.0, 2.0, 4.0, 4.0], "r3": [5.0, 1.0, 1.0, 1.0]}
+    others = {"r1": [0, 0, 1.2, 0.1], "r2": [0.5, 0.5, 0.5, 0.5], "r3": [0, 0, 0, 0]}
+    hist = pd.DataFrame(
+        [
+            {"run_id": r, "key": key, "step": step, "value": values[r][step - 1]}
+            for r in times
+            for key, values in (("epoch_time_s", times), ("host_other_cores", others))
+            for step in range(1, 5)
+        ]
+    )
+    rows = analysis.per_run(runs, hist).set_index("run_id")
+    assert rows.steady_epoch_s.tolist() == [1.0, 4.0, 1.0]  # r1 without its 3 s epoch
+    assert rows.contended_epochs.tolist() == [1, 3, 0]
+    assert rows.all_contended.tolist() == [False, True, False]

@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from bench.host import CONTENDED
+
 THRESHOLDS = (0.95, 0.96, 0.97, 0.975, 0.98)
 TEST_SIZE = 10000
 MIN_RUNS = 3
@@ -129,13 +131,22 @@ def per_run(runs: pd.DataFrame, hist: pd.DataFrame) -> pd.DataFrame:
         "samples_per_s",
         "total_time_s",
         "peak_rss_mb",
+        "job_memory_mb",
+        "setup_s",
         "train_time_s",
         "time_to_target_s",
     ):
         out[m] = runs.get(f"metrics.{m}", np.nan)
     times = hist[hist.key == "epoch_time_s"]
     first = times[times.step == 1].set_index("run_id")["value"]
-    steady = times[times.step >= 2].groupby("run_id")["value"].median()
+    later = times[times.step >= 2].merge(contended_epochs(hist), on=["run_id", "step"], how="left")
+    later["contended"] = later.contended.fillna(False).astype(bool)
+    # contended epochs are set aside where the run has uncontended ones to stand for it
+    calm = later[~later.contended]
+    steady = later.groupby("run_id")["value"].median()
+    steady.update(calm.groupby("run_id")["value"].median())
+    out["contended_epochs"] = out.run_id.map(later.groupby("run_id").contended.sum()).fillna(0)
+    out["all_contended"] = out.run_id.map(later.groupby("run_id").contended.all()).fillna(False)
     out["first_epoch_s"] = out.run_id.map(first)
     # a one-epoch run has no steady state: its only epoch (tracing included) stands in
     out["steady_epoch_s"] = out.run_id.map(steady).fillna(out.first_epoch_s)
@@ -147,6 +158,16 @@ def per_run(runs: pd.DataFrame, hist: pd.DataFrame) -> pd.DataFrame:
             lambda r, th=threshold: time_to_accuracy(hist, r, th)
         )
     return out
+
+
+def contended_epochs(hist: pd.DataFrame) -> pd.DataFrame:
+    """run_id, step, contended: epochs during which other processes (and the hypervisor's
+    steal) took more than CONTENDED cores on average (logged per epoch by the harness)."""
+    load = hist[hist.key.isin(["host_other_cores", "host_steal_cores"])]
+    if load.empty:
+        return pd.DataFrame(columns=["run_id", "step", "contended"])
+    total = load.groupby(["run_id", "step"])["value"].sum()
+    return (total > CONTENDED).rename("contended").reset_index()
 
 
 def has_validation(runs: pd.DataFrame, hist: pd.DataFrame) -> pd.Series:
@@ -221,6 +242,8 @@ def summary(rows: pd.DataFrame) -> pd.DataFrame:
                 "time to target": time_text(*censored_median(g.time_to_target_s)),
                 "total s": g.total_time_s.mean(),
                 "peak MB": g.peak_rss_mb.max(),
+                "job MB": g.get("job_memory_mb", pd.Series(dtype=float)).max(),
+                "setup s": g.get("setup_s", pd.Series(dtype=float)).median(),
                 "train acc": g.final_train_accuracy.mean(),
                 "few runs": "yes" if len(g) < MIN_RUNS else "",
                 "signature": sig,

@@ -31,12 +31,19 @@ def more_numbers(table: pd.DataFrame) -> Section:
             "runs": table.runs,
             "first epoch (median)": table["first epoch s"].map(fmt.seconds),
             "total job (mean)": table["total s"].map(fmt.seconds),
-            "peak RSS MB": table["peak MB"].map(fmt.number),
+            "setup (median)": table["setup s"].map(fmt.seconds),
+            "job memory MB": table["job MB"].map(fmt.number),
+            "process peak RSS MB": table["peak MB"].map(fmt.number),
             "train accuracy": table["train acc"].map(fmt.percent),
             "train - test": (100 * table["gap (train-test)"]).map(lambda x: f"{x:+.2f} points"),
         }
     )
-    text = ["Train accuracy on the full training set; a large train - test gap is overfitting."]
+    text = [
+        "Setup: data and network before the first epoch, for every job. Job memory: what the job "
+        "added over the memory it started with; process peak RSS also counts what earlier jobs "
+        "of the same process loaded (a framework's libraries). Train accuracy on the full "
+        "training set; a large train - test gap is overfitting."
+    ]
     return Section(
         "More numbers per implementation", text, [_canonical(out, "preset")], appendix=True
     )

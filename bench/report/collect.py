@@ -6,7 +6,13 @@ import pandas as pd
 
 from bench import store
 
-HISTORY_KEYS = ("train_loss", "val_accuracy", "epoch_time_s")
+HISTORY_KEYS = (
+    "train_loss",
+    "val_accuracy",
+    "epoch_time_s",
+    "host_other_cores",  # other processes' CPU during each epoch (runs since they were logged)
+    "host_steal_cores",
+)
 SETTING_EXCLUDE = ("params.implementation.", "params.seed", "params.tracking.")
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from bench.host import CONTENDED
 from bench.report import analysis, fmt
 from bench.report.render import Box, Code, Section, Table
 from bench.report.verdicts import NO_DIFFERENCE, impl_key, verdict_sentence
@@ -187,6 +188,15 @@ def verdict_section(rows: pd.DataFrame, v: pd.DataFrame, warnings: list[str]) ->
         "over runs, a run that never reached it counted as +inf. Accuracy: difference in "
         "points; 'equivalent' = the whole interval inside the test set's 95% noise margin."
     )
+    if (contended := rows[rows.contended_epochs > 0]).size:
+        kept = contended[contended.all_contended].run_name.tolist()
+        s.notes.append(
+            f"Host contention: {len(contended)} of {len(rows)} runs had epochs during which "
+            f"other processes used more than {CONTENDED} of a core "
+            f"({int(contended.contended_epochs.sum())} epochs); their steady epoch is the "
+            "median of their uncontended epochs 2+"
+            + (f", except {', '.join(kept)}, contended throughout (all kept)." if kept else ".")
+        )
     tables = []
     for preset, g in rows.groupby("preset", sort=True):
         fair = [w.split(": ", 1)[1] for w in warnings if w.startswith(f"{preset}: ")]

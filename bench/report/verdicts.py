@@ -215,7 +215,11 @@ def summary_table(rows: pd.DataFrame) -> pd.DataFrame:
                 "time_to_target_reached": reached if measured else np.nan,
                 "train_time_s_mean": g.train_time_s.mean(),
                 "total_time_s_mean": g.total_time_s.mean(),
-                "peak_rss_mb_max": g.peak_rss_mb.max(),
+                "peak_rss_mb_max": g.peak_rss_mb.max(),  # the process's, frameworks loaded earlier too
+                "job_memory_mb_max": g.get(
+                    "job_memory_mb", pd.Series(dtype=float)
+                ).max(),  # what the job itself added
+                "setup_s_median": g.get("setup_s", pd.Series(dtype=float)).median(),
                 "train_accuracy_mean": g.final_train_accuracy.mean(),
                 "setting": hashlib.sha1(str(sig).encode()).hexdigest()[:8],
             }
