@@ -15,6 +15,9 @@ a module leaves out, so the harness, the speed benchmark and the environment tag
     device_peak_mb()            the device memory high-water mark in MB, or None (GPU only).
     versions()                  {package: version} of what the framework runs on, recorded
                                 with every run.
+    VARIANTS                    {name: {option: value}}: the framework's other documented
+                                settings worth measuring (eager, graph, XLA...); the speed
+                                benchmark times each beside the default options.
 """
 
 from __future__ import annotations
@@ -82,6 +85,9 @@ class Implementation:
     def versions(self) -> dict[str, str]:
         verb = self._verb("versions")
         return verb() if verb else {}
+
+    def variants(self) -> dict[str, dict]:
+        return dict(getattr(self.module, "VARIANTS", {}))
 
 
 @cache

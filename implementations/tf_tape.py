@@ -132,4 +132,7 @@ class TapeMLP(tf.Module):
             p.assign(w)
 
 
+# the speed benchmark's other settings: the step as a plain graph, and step by step uncompiled
+VARIANTS = {"graph": {"jit_compile": False}, "eager": {"eager": True}}
+
 build = TapeMLP  # the module's entry point: build(model, optimizer, batch_size, weights, seed)

@@ -68,6 +68,15 @@ def test_speed_command_quick(tmp_path):
     ):
         assert f"## {title}" in report
     assert "| keras_dense512 b64 | 64 | numpy |" in report  # the case asked for
+    variants = report.split("## Variants (keras_dense512 b64)")[1].split("##")[0]
+    for row in (
+        "| tf_tape | graph | jit_compile=False |",
+        "| tf_tape | eager | eager=True |",
+        "| jax | per_step | scan=False |",
+        "| numpy | default |",
+    ):
+        assert row in variants, row
+    assert variants.count("| best |") >= len(NAMES)  # one best per implementation (ties: more)
     mlflow.set_tracking_uri(store)
     runs = mlflow.search_runs(experiment_names=["mnist-bench-speed"], output_format="list")
     parent = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
@@ -77,7 +86,8 @@ def test_speed_command_quick(tmp_path):
     for r in children:
         assert r.data.metrics["epoch_s"] > 0 and 0 < r.data.metrics["pct_of_peak"] < 100
         assert 0 < r.data.metrics["pct_of_floor"] < 150  # above 100 only by timing noise
-        assert r.data.metrics["forward_s"] > 0 and r.data.metrics["backward_s"] > 0
+        # phases are differences of separately timed epochs: on a loaded host one can dip below 0
+        assert r.data.metrics["forward_s"] > 0 and np.isfinite(r.data.metrics["backward_s"])
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ import pandas as pd
 from bench.report.render import Section, write_markdown
 from bench.speed.floor import Floor, case_floor
 from bench.speed.flops import forward_flops, matmul_peak_gflops, train_flops
-from bench.speed.measure import CASES, Case, Timings, measure_case
+from bench.speed.measure import CASES, Case, Timings, measure_case, variant_labels
 from implementations import registry
 
 
@@ -74,6 +74,34 @@ def case_rows(case: Case, job, n_train: int, n_test: int, timings: dict[str, Tim
         )
     table = pd.DataFrame(rows)
     table["vs fastest"] = table["epoch s"] / table["epoch s"].min()
+    return table
+
+
+def measure_variants(case: Case, repeats: int, implementations, n_train, threads) -> pd.DataFrame:
+    """Each implementation's default options beside its declared variants (VARIANTS in its
+    module), interleaved like the matrix; the best of each implementation is marked."""
+    labels = variant_labels(implementations)
+    _, _, timings = measure_case(case, repeats, labels, n_train, threads)
+    table = pd.DataFrame(
+        [
+            {
+                "implementation": label.split(":")[0],
+                "variant": label.partition(":")[2] or "default",
+                "options": ", ".join(
+                    f"{k}={v}"
+                    for k, v in registry()[label.split(":")[0]]
+                    .variants()
+                    .get(label.partition(":")[2], {})
+                    .items()
+                ),
+                "epoch s": t.median("epoch"),
+                "first epoch s": t.first_epoch,
+            }
+            for label, t in timings.items()
+        ]
+    )
+    best = table.groupby("implementation")["epoch s"].transform("min")
+    table["best"] = (table["epoch s"] == best).map({True: "best", False: ""})
     return table
 
 
@@ -172,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
     results = pd.concat(epoch_tables, ignore_index=True)
+    variants = measure_variants(cases[0], repeats, implementations, n_train, args.threads)
+    print(variants.to_string(index=False))
 
     from bench.speed.overhead import harness_overhead
     from bench.speed.startup import SHARED_MODULES, first_epoch_seconds, import_seconds
@@ -211,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     tables = {
         "Floor (same run)": pd.DataFrame(floors),
         "Epoch time": results[speed_cols],
+        f"Variants ({cases[0].name}): each framework's documented settings": variants,
         "Where the time goes (per epoch)": results[phase_cols],
         "Startup": pd.DataFrame(
             [{"implementation": i, "command to first epoch s": s} for i, s in to_first_epoch.items()]

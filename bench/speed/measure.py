@@ -20,6 +20,7 @@ from bench.app import CONFIG_DIR
 from bench.harness import Shuffler
 from bench.job_setup import build_network, initial_weights, load_data
 from bench.settings import Job, job_from_config
+from implementations import registry
 
 PHASES = ("forward", "gradients")
 
@@ -33,13 +34,27 @@ class Case:
     def name(self) -> str:
         return self.preset + (f" b{self.batch_size}" if self.batch_size else "")
 
-    def job(self, implementation: str, n_train: int | None, threads: int | None) -> Job:
+    def job(self, label: str, n_train: int | None, threads: int | None) -> Job:
+        """The job of an implementation, or of one of its variants ("tf_tape:eager")."""
+        implementation, _, variant = label.partition(":")
         overrides = [f"+experiment={self.preset}", f"implementation={implementation}"]
         if self.batch_size:
             overrides.append(f"train.batch_size={self.batch_size}")
         overrides += [f"dataset.n_train={n_train or 'null'}", f"train.threads={threads}"]
+        if variant:
+            options = registry()[implementation].variants()[variant]
+            overrides += [f"++implementation.options.{k}={v}" for k, v in options.items()]
         with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
             return job_from_config(compose("config", overrides=overrides))
+
+
+def variant_labels(implementations) -> list[str]:
+    """Each implementation's default and its declared variants, as "name:variant" labels."""
+    return [
+        label
+        for name in implementations
+        for label in (name, *(f"{name}:{v}" for v in registry()[name].variants()))
+    ]
 
 
 CASES = (
