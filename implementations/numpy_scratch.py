@@ -109,6 +109,7 @@ def mean_squared_error(z, y, output):
 # it never gets there; momentum and Adam zero their tiny states every FLUSH_EVERY steps.
 
 FLUSH_EVERY = 64  # steps
+BLOCK = 2**16  # elements: a block's p, g, state and scratch (1 MB in float32) stay in L2
 
 
 def flush_tiny(state):
@@ -117,12 +118,25 @@ def flush_tiny(state):
     np.copyto(state, 0, where=np.abs(state) < np.finfo(state.dtype).tiny * 2**20)
 
 
+def blocks(groups):
+    """On a CPU, the groups cut into blocks of BLOCK elements: a step runs all its passes over
+    one block while it is in cache, instead of each pass streaming the whole 1.6 MB arrays."""
+    if array_module(groups[0][0]) is not np:
+        return groups
+    return [
+        (p[i : i + BLOCK], g[i : i + BLOCK], lr)
+        for p, g, lr in groups
+        for i in range(0, p.size, BLOCK)
+    ]
+
+
 class SGD:
     """p = p - lr g"""
 
     def __init__(self, spec: OptimizerSpec, groups):
-        self.spec, self.groups, self.t = spec, groups, 0
-        self.scratch = [np.empty_like(p) for p, _, _ in groups]
+        self.spec, self.groups, self.t = spec, blocks(groups), 0
+        shared = np.empty_like(max((p for p, _, _ in self.groups), key=len))  # stays in cache
+        self.scratch = [shared[: p.size] for p, _, _ in self.groups]
 
     @staticmethod
     def reference(spec, lr, t, p, g):
@@ -143,7 +157,7 @@ class Momentum(SGD):
 
     def __init__(self, spec, groups):
         super().__init__(spec, groups)
-        self.velocity = [np.zeros_like(p) for p, _, _ in groups]
+        self.velocity = [np.zeros_like(p) for p, _, _ in self.groups]
 
     @staticmethod
     def reference(spec, lr, t, p, g, v):
@@ -173,7 +187,7 @@ class RMSprop(SGD):
 
     def __init__(self, spec, groups):
         super().__init__(spec, groups)
-        self.w = [np.full_like(p, spec.epsilon / (1 - spec.rho)) for p, _, _ in groups]
+        self.w = [np.full_like(p, spec.epsilon / (1 - spec.rho)) for p, _, _ in self.groups]
 
     @staticmethod
     def reference(spec, lr, t, p, g, s):
@@ -205,8 +219,8 @@ class Adam(SGD):
 
     def __init__(self, spec, groups):
         super().__init__(spec, groups)
-        self.M = [np.zeros_like(p) for p, _, _ in groups]
-        self.V = [np.zeros_like(p) for p, _, _ in groups]
+        self.M = [np.zeros_like(p) for p, _, _ in self.groups]
+        self.V = [np.zeros_like(p) for p, _, _ in self.groups]
 
     @staticmethod
     def reference(spec, lr, t, p, g, m, v):

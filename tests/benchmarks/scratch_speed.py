@@ -4,6 +4,7 @@
     python -m tests.benchmarks.scratch_speed --tf             # ... and tf_tape in the same loop
     python -m tests.benchmarks.scratch_speed --subnormals     # subnormal counts, epochs 1-3
     python -m tests.benchmarks.scratch_speed --floor          # the b128 floor, and where we are
+    python -m tests.benchmarks.scratch_speed --optimizer      # the optimizer step alone, A/B
 
 The baseline is implementations/numpy_scratch.py at a git revision (--baseline, default the
 commit before the speed work), loaded into this process beside the working tree's module.
@@ -117,6 +118,28 @@ def ab_epochs(case: Case, baseline: str, pairs: int, with_tf: bool) -> None:
     )
 
 
+def optimizer_steps(case: Case, baseline: str, epochs: int = 2, rounds: int = 300) -> None:
+    """The optimizer step alone (NumPy ufuncs, one thread), after `epochs` of training, so the
+    state is the one a real run has: old and new steps alternate (A B, B A, ...)."""
+    job, s, nets = setup(case, baseline, with_tf=False)
+    shuffler = Shuffler(s.x_train, s.y_train, job.seed)
+    for epoch in range(1, epochs + 1):
+        x, y = shuffler.epoch(epoch)
+        interleaved_epoch(nets, x, y, job.batch_size, flip=epoch % 2 == 0)
+    names, times = list(nets), {name: [] for name in nets}
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
+            times[name].append(timed(nets[name].optimizer.step))
+    old, new = names
+    ratios = [b / a for a, b in zip(times[old], times[new])]
+    cells = "  ".join(f"{name} {statistics.median(t) * 1e3:.3f} ms" for name, t in times.items())
+    print(
+        f"{case.name} optimizer step after {epochs} epochs: median {cells}  new/old paired "
+        f"median {statistics.median(ratios):.3f} ({rounds} pairs)",
+        flush=True,
+    )
+
+
 def subnormal(a) -> int:
     a = np.asarray(a)
     return int(np.count_nonzero((np.abs(a) < np.finfo(a.dtype).tiny) & (a != 0)))
@@ -214,6 +237,7 @@ def main() -> None:
     parser.add_argument("--tf", action="store_true", help="time tf_tape in the same loop")
     parser.add_argument("--subnormals", action="store_true")
     parser.add_argument("--floor", action="store_true")
+    parser.add_argument("--optimizer", action="store_true", help="the optimizer step alone")
     args = parser.parse_args()
     cases = CASES
     if args.case:
@@ -225,6 +249,9 @@ def main() -> None:
         if args.subnormals:
             for case in cases if args.case else (Case("keras_dense512", 128), Case("tape_sigmoid")):
                 subnormals(case, args.baseline)
+        elif args.optimizer:
+            for case in cases if args.case else (Case("keras_dense512", 128),):
+                optimizer_steps(case, args.baseline)
         elif args.floor:
             floor(Case("keras_dense512", 128), args.baseline, args.pairs)
         else:
