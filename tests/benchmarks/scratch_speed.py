@@ -37,6 +37,7 @@ from tests.conftest import ROOT
 
 BASELINE = "162e6ca"  # the scratch network before the subnormal and pass work
 THREADS = 2
+TF_CONFIGURED: set[str] = set()
 
 
 def module_at(rev: str) -> types.ModuleType:
@@ -69,7 +70,9 @@ def setup(case: Case, baseline: str, with_tf: bool):
     }
     if with_tf:
         tf_job = case.job("tf_tape", None, THREADS)
-        runtime.configure(tf_job)
+        if "tensorflow" not in TF_CONFIGURED:  # TensorFlow takes its threads once per process
+            runtime.configure(tf_job)
+            TF_CONFIGURED.add("tensorflow")
         nets["tf_tape"] = load_build(tf_job.module)(*args, **tf_job.options)
     return job, s, nets
 
@@ -202,6 +205,24 @@ def bandwidth_gbs(n: int, repeats: int = 50) -> float:
     return 3 * 4 * n / best / 1e9
 
 
+def matmuls_at_these_shapes(net, x, steps: int, repeats: int = 20) -> float:
+    """Seconds per epoch of one step's matrix products (forward x @ W, backward x.T @ dz and
+    dz @ W.T past layer 1) at the network's shapes, best of `repeats`: what BLAS gives here."""
+    xb = x[: net.batch_size]
+    z, inputs = net.forward(xb)
+    outs = [np.empty((len(xb), W.shape[1]), W.dtype) for W in net.params[0::2]]
+
+    def products():
+        for i, W in enumerate(net.params[0::2]):
+            np.matmul(inputs[i], W, out=outs[i])
+            np.matmul(inputs[i].T, outs[i], out=net.grads[2 * i])
+            if i > 0:
+                outs[i] @ W.T
+
+    products()
+    return steps * min(timed(products) for _ in range(repeats))
+
+
 def floor(case: Case, baseline: str, pairs: int) -> None:
     """Floor = matrix-product FLOPs / float32 matmul peak + optimizer's minimum memory traffic
     (read p, g, state; write p, state) / measured bandwidth; numpy's epoch against it."""
@@ -223,6 +244,12 @@ def floor(case: Case, baseline: str, pairs: int) -> None:
         flush=True,
     )
     job, s, nets = setup(case, baseline, with_tf=False)
+    shapes_s = matmuls_at_these_shapes(nets["new"], s.x_train, steps)
+    print(
+        f"  the step's matrix products alone, best of 20 at these shapes: {shapes_s:.3f}s per "
+        f"epoch ({train_flops(job.model.sizes) * n_train / shapes_s / 1e9:.0f} GFLOP/s)",
+        flush=True,
+    )
     times = run_pairs(job, s, nets, pairs)
     for name, t in times.items():
         m = statistics.median(t)
