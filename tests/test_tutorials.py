@@ -200,3 +200,19 @@ def test_scratch_network_learns_xor_through_the_mnist_code_path():
     assert before < 1.0  # it had to learn it
     assert accuracy == 1.0 and loss < 0.05, (loss, accuracy)
     assert set(net.predict(x).argmax(axis=1)) == {0, 1}
+
+
+def test_keras_steps_per_execution_changes_the_speed_not_the_steps(subset):
+    """Batches per call into fit's compiled step: the same updates, bitwise, with a last
+    call shorter than the others (300 samples, batch 30: 10 steps, 4 per call)."""
+    x, y = subset
+    weights = init_weights(SIMPLE, seed=0)
+    opt = OptimizerSpec(name="sgd", lr=1e-3, output_lr=2e-3)
+    nets = [
+        build("keras", SIMPLE, opt, 30, weights, 0, steps_per_execution=steps) for steps in (1, 4)
+    ]
+    losses = [net.train_epoch(x, y)[0] for net in nets]
+    assert losses[0] == losses[1]
+    for a, b in zip(*(net.get_weights() for net in nets), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(nets[0].get_weights()[0], weights[0])
