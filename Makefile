@@ -41,12 +41,11 @@ speed: $(STAMP)  ## the speed benchmark -> results/speed/speed.md (~10 min; refe
 
 REF_DB := results/reference.db
 REF := tracking.uri=sqlite:///$(REF_DB) tracking.artifact_root=results/reference-artifacts
-reference: $(STAMP) ## regenerate results/reference: compare + tutorial presets (~12 min, 2 cores)
+TUTORIALS := keras_dense512,tape_sigmoid,relu_mcp,simple_network
+reference: $(STAMP) ## regenerate results/reference: compare + every tutorial preset in every implementation (~2-3 h, 2 cores)
 	rm -rf $(REF_DB) results/reference-artifacts
 	$(VENV)/bin/mnist-bench -m +experiment=compare $(REF)
-	$(VENV)/bin/mnist-bench -m +experiment=keras_dense512,tape_sigmoid implementation=numpy,tf_tape,keras $(REF)
-	$(VENV)/bin/mnist-bench -m +experiment=relu_mcp implementation=numpy,tf_tape $(REF)
-	$(VENV)/bin/mnist-bench +experiment=simple_network implementation=numpy $(REF)
+	$(VENV)/bin/mnist-bench -m +experiment=$(TUTORIALS) implementation=numpy,tf_tape,keras,jax $(REF)
 	$(VENV)/bin/mnist-bench-report --tracking-uri sqlite:///$(REF_DB) --all --name reference
 
 ui: $(STAMP)     ## MLflow UI on http://127.0.0.1:5000 over the local store

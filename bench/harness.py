@@ -40,21 +40,28 @@ class Result:
     labels: np.ndarray | None = None
 
 
-def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
-    """The batch order of one epoch: the same for every implementation given the seed."""
+def epoch_order(seed: int, epoch: int, n: int, shuffle: bool = True) -> np.ndarray:
+    """The batch order of one epoch: the same for every implementation given the seed; with
+    shuffle=False the training set's own order, every epoch (as some tutorials train)."""
+    if not shuffle:
+        return np.arange(n)
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
 class Shuffler:
     """Each epoch's shuffled copy of the training set, gathered into the same two buffers:
     a fresh 170 MB array per epoch would cost page faults and zeroing every time. A network
-    must not keep x or y after train_epoch returns."""
+    must not keep x or y after train_epoch returns. With shuffle=False every epoch is the
+    training set itself, in its own order (epoch_order's identity), without a copy."""
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, seed: int):
-        self.x, self.y, self.seed = x, y, seed
-        self.bx, self.by = np.empty_like(x), np.empty_like(y)
+    def __init__(self, x: np.ndarray, y: np.ndarray, seed: int, shuffle: bool = True):
+        self.x, self.y, self.seed, self.shuffle = x, y, seed, shuffle
+        if shuffle:
+            self.bx, self.by = np.empty_like(x), np.empty_like(y)
 
     def epoch(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        if not self.shuffle:
+            return self.x, self.y
         order = epoch_order(self.seed, epoch, len(self.y))
         return np.take(self.x, order, axis=0, out=self.bx), np.take(self.y, order, out=self.by)
 
@@ -130,10 +137,10 @@ def train(job: Job, net, s: Splits, observers: list[Observer], impl: Implementat
         loss, acc = net.evaluate(s.x_val, s.y_val)
         result.metrics.update(initial_val_loss=loss, initial_val_accuracy=acc)
     elapsed = 0.0
-    shuffler = Shuffler(s.x_train, s.y_train, job.seed)
+    shuffler = Shuffler(s.x_train, s.y_train, job.seed, job.shuffle)
     meter = LoadMeter()
     for epoch in range(1, job.epochs + 1):
-        x, y = shuffler.epoch(epoch)  # shuffled outside the timed region
+        x, y = shuffler.epoch(epoch)  # shuffled (train.shuffle) outside the timed region
         meter.start()
         t = time.perf_counter()
         train_loss, train_acc = net.train_epoch(x, y)

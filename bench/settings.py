@@ -42,6 +42,7 @@ class Job:
     threads: int | None
     device: str
     preset: str
+    shuffle: bool = True  # train.shuffle: false keeps the training set's order every epoch
 
     @property
     def run_name(self) -> str:
@@ -75,8 +76,9 @@ def job_from_config(cfg: DictConfig) -> Job:
         target = train.target_accuracy
         if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target <= 1:
             raise ConfigError(f"train.target_accuracy={target!r} must be in (0, 1]")
-        if not isinstance(train.lockstep, bool):
-            raise ConfigError(f"train.lockstep={train.lockstep!r} must be true or false")
+        for key in ("lockstep", "shuffle"):
+            if not isinstance(train[key], bool):
+                raise ConfigError(f"train.{key}={train[key]!r} must be true or false")
         if cfg.device.name not in DEVICES:
             raise ConfigError(f"device={cfg.device.name!r} is not supported; allowed: cpu, gpu")
         data = _build(DataSettings, "dataset", cfg.dataset)
@@ -99,6 +101,7 @@ def job_from_config(cfg: DictConfig) -> Job:
             threads=threads,
             device=cfg.device.name,
             preset=str(cfg.preset),
+            shuffle=train.shuffle,
         )
     except (SpecError, DataError) as e:
         raise ConfigError(str(e)) from None

@@ -124,29 +124,38 @@ def optimizer_for(spec: OptimizerSpec, n_layers: int) -> optax.GradientTransform
 
 
 def per_sample_loss(model: ModelSpec):
-    """loss(z, y) -> (B,): softmax cross-entropy from logits, or Keras' mse of the output."""
+    """loss(z, y) -> (B,): softmax cross-entropy from logits, or the squared error of the
+    output, summed over the classes (squared_error) or averaged (Keras' mse)."""
     if model.loss == "cross_entropy":
         return optax.softmax_cross_entropy_with_integer_labels
     output = jax.nn.sigmoid if model.output == "sigmoid" else (lambda z: z)
+    over_classes = jnp.sum if model.loss == "squared_error" else jnp.mean
 
-    def mse(z, y):
-        return jnp.mean(jnp.square(output(z) - jax.nn.one_hot(y, CLASSES, dtype=z.dtype)), axis=1)
+    def squared_error(z, y):
+        target = jax.nn.one_hot(y, CLASSES, dtype=z.dtype)
+        return over_classes(jnp.square(output(z) - target), axis=1)
 
-    return mse
+    return squared_error
 
 
 def framework_weights(model: ModelSpec, seed: int) -> list[np.ndarray]:
     """Initial weights drawn by JAX's own initializers (used outside lockstep)."""
     weights = []
-    keys = jax.random.split(jax.random.key(seed), len(model.sizes) - 1)
-    for key, fan_in, fan_out in zip(keys, model.sizes[:-1], model.sizes[1:]):
+    root = jax.random.key(seed)
+    keys = jax.random.split(root, len(model.sizes) - 1)
+    bias_keys = jax.random.split(jax.random.fold_in(root, 1), len(model.sizes) - 1)
+    for key, key_b, fan_in, fan_out in zip(keys, bias_keys, model.sizes[:-1], model.sizes[1:]):
         if model.init == "normal":
             init = jax.nn.initializers.normal(model.init_std)
         else:
             init = INITIALIZERS[model.init]()
+        if model.bias_init == "normal":
+            bias_init = jax.nn.initializers.normal(model.init_std)
+        else:
+            bias_init = jax.nn.initializers.zeros
         weights += [
             np.asarray(init(key, (fan_in, fan_out), model.dtype)),
-            np.zeros(fan_out, model.dtype),
+            np.asarray(bias_init(key_b, (fan_out,), model.dtype)),
         ]
     return weights
 

@@ -1,8 +1,16 @@
 """The MLP in Keras: a Sequential of Dense layers, compile, and fit one epoch at a time.
 
 Written the way Keras' guides write it; the harness drives the epochs and hands the
-batches in order. Keras cannot give the output layer its own learning
-rate through `fit`, so such a spec is refused at construction.
+batches in order. One Keras optimizer has one learning rate; an output layer with its own
+(optimizer.output_lr) goes through the guides' other documented path, a `train_step` of
+our own ("Customizing what happens in fit()"), which scales each layer's gradient by its
+rate over the optimizer's: exact for plain and momentum SGD, whose step is linear in the
+gradient (the spec allows output_lr for those only), as tf_tape does.
+
+`compile()`'s `steps_per_execution` is an option (conf/implementation/keras.yaml): that many
+batches per call into fit's compiled step, the same arithmetic without Python's dispatch
+per batch. `jit_compile` is not: Keras turns XLA off while TensorFlow's op determinism is
+on (tf_common.configure), and forcing it did not speed this model up on a CPU.
 """
 
 from __future__ import annotations
@@ -38,6 +46,37 @@ class SampleLoss(keras.losses.Loss):
         return self.fn(y_true, y_pred)
 
 
+class LayerRateSequential(keras.Sequential):
+    """A Sequential whose training step gives each layer its own learning rate: fit's step
+    (forward, loss, gradients, update, metrics), with each gradient multiplied by its
+    variable's rate over the optimizer's before the update."""
+
+    def __init__(self, layers, grad_scales: list[float]):
+        super().__init__(layers)
+        self.grad_scales = grad_scales  # one per trainable variable, in their order
+
+    def train_step(self, data):
+        x, y = data
+        with tf.GradientTape() as tape:
+            y_pred = self(x, training=True)
+            loss = self.compute_loss(x=x, y=y, y_pred=y_pred, training=True)
+        grads = tape.gradient(loss, self.trainable_variables)
+        grads = [g * s if s != 1 else g for g, s in zip(grads, self.grad_scales)]
+        self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
+        for metric in self.metrics:  # fit's loss tracker, weighted by batch size as fit's
+            if metric.name == "loss":
+                metric.update_state(loss, sample_weight=tf.shape(x)[0])
+        return self.compute_metrics(x, y, y_pred)
+
+
+def steps_option(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise SpecError(
+            f"implementation.options.steps_per_execution={value!r} must be a positive int"
+        )
+    return value
+
+
 class KerasMLP:
     def __init__(
         self,
@@ -46,15 +85,11 @@ class KerasMLP:
         batch_size: int,
         weights: list[np.ndarray] | None = None,
         seed: int = 0,
+        steps_per_execution: int = 1,
     ):
-        if optimizer.output_lr is not None:
-            raise SpecError(
-                "implementation=keras cannot use optimizer.output_lr "
-                "(fit has one learning rate); use numpy or tf_tape"
-            )
         self.batch_size = check_batch_size(batch_size)
         dtype = model.dtype
-        self.model = keras.Sequential(
+        layers = (
             [keras.Input((model.sizes[0],), dtype=dtype)]
             + [
                 keras.layers.Dense(h, activation=model.activation, dtype=dtype)
@@ -62,6 +97,13 @@ class KerasMLP:
             ]
             + [keras.layers.Dense(model.sizes[-1], dtype=dtype)]  # logits
         )
+        if optimizer.output_lr is None:
+            self.model = keras.Sequential(layers)
+        else:
+            lrs = optimizer.layer_lrs(len(model.sizes) - 1)
+            self.model = LayerRateSequential(
+                layers, [lr / optimizer.lr for lr in lrs for _ in "Wb"]
+            )
         self.model.set_weights(weights or framework_weights(model, seed))
         reduction = "sum" if model.reduction == "sum" else "sum_over_batch_size"
         metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
@@ -77,6 +119,7 @@ class KerasMLP:
             optimizer=keras_optimizer(optimizer, dtype),
             loss=SampleLoss(model, reduction),
             metrics=metrics,
+            steps_per_execution=steps_option(steps_per_execution),
         )
         # fit hides its phases: the benchmark times the same model's forward and backward
         # passes in steps of its own, and attributes the rest of fit's step to the update

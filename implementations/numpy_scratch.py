@@ -86,13 +86,22 @@ def softmax_cross_entropy(z, y):
     return losses, dz
 
 
-def mean_squared_error(z, y, output):
+def squared_error(z, y, output, over_classes="sum"):
+    """sum_k (a_k - t_k)^2, the tutorials' L2 loss; over_classes="mean" is Keras' mse."""
     f, df = ACTIVATIONS[output]
     a = f(z)  # (B, 10)
     diff = a - array_module(a).eye(CLASSES, dtype=a.dtype)[y]  # (B, 10)  minus one-hot
-    losses = (diff * diff).mean(axis=1)  # (B,)  Keras' mse: mean over classes
-    dz = (2 / a.shape[1]) * diff * df(a)  # (B, 10)
+    scale = 1 / a.shape[1] if over_classes == "mean" else 1
+    losses = scale * (diff * diff).sum(axis=1)  # (B,)
+    dz = (2 * scale) * diff * df(a)  # (B, 10)  d/da (a - t)^2 = 2 (a - t), then back through f
     return losses, dz
+
+
+LOSSES = {
+    "cross_entropy": lambda z, y, output: softmax_cross_entropy(z, y),
+    "mse": lambda z, y, output: squared_error(z, y, output, over_classes="mean"),
+    "squared_error": squared_error,
+}
 
 
 # --- optimizers: Keras' update rules, so lockstep runs agree step for step. Each optimizer
@@ -323,9 +332,7 @@ class ScratchMLP:
         return z, inputs
 
     def loss(self, z, y):
-        if self.model.loss == "cross_entropy":
-            return softmax_cross_entropy(z, y)
-        return mean_squared_error(z, y, self.model.output)
+        return LOSSES[self.model.loss](z, y, self.model.output)
 
     def backward(self, inputs, dz):
         """Gradients [dW1, db1, ...] from dz = d(objective)/d(logits), written into

@@ -2,6 +2,14 @@
 
 Names and formulas follow Keras (its optimizers' update rules, its `mse` = mean over
 classes), so the scratch network can match the frameworks step for step.
+
+The losses, per sample, on the output activation a = output(z) and the one-hot target t:
+    cross_entropy   -log softmax(z)[y]
+    mse             mean_k (a_k - t_k)^2    Keras' `mse`: a mean over the 10 classes
+    squared_error   sum_k (a_k - t_k)^2     the tutorials' L2 loss ||a - t||^2, whose gradient
+                                            is 2 (a - t): ten times mse's
+`reduction` then takes the mean or the sum of the per-sample losses over a batch; the
+tutorials' `np.sum(np.square(a - t))` with gradient `2 (a - t)` is squared_error, sum.
 """
 
 from __future__ import annotations
@@ -11,9 +19,14 @@ from dataclasses import dataclass
 import numpy as np
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
-OUTPUTS = {"cross_entropy": ("softmax",), "mse": ("sigmoid", "linear")}
+OUTPUTS = {
+    "cross_entropy": ("softmax",),
+    "mse": ("sigmoid", "linear"),
+    "squared_error": ("sigmoid", "linear"),
+}
 REDUCTIONS = ("mean", "sum")
 INITS = ("glorot_normal", "glorot_uniform", "he_normal", "normal")
+BIAS_INITS = ("zeros", "normal")
 DTYPES = ("float32", "float64")
 OPTIMIZERS = ("adam", "momentum", "rmsprop", "sgd")
 INPUTS, CLASSES = 784, 10
@@ -45,7 +58,8 @@ class ModelSpec:
     loss: str = "cross_entropy"
     reduction: str = "mean"  # of the per-sample losses over a batch: the training objective
     init: str = "glorot_uniform"
-    init_std: float = 0.05  # only for init="normal"
+    init_std: float = 0.05  # the standard deviation of init="normal" and bias_init="normal"
+    bias_init: str = "zeros"  # or "normal": N(0, init_std), as the tutorials draw biases
     dtype: str = "float32"
 
     def __post_init__(self):
@@ -60,6 +74,7 @@ class ModelSpec:
         _choice("model.reduction", self.reduction, REDUCTIONS)
         _choice("model.init", self.init, INITS)
         _positive("model.init_std", self.init_std)
+        _choice("model.bias_init", self.bias_init, BIAS_INITS)
         _choice("model.dtype", self.dtype, DTYPES)
 
     @property
@@ -107,7 +122,9 @@ def check_batch_size(batch_size) -> int:
 
 
 def init_weights(spec: ModelSpec, seed: int) -> list[np.ndarray]:
-    """[W1, b1, W2, b2, ...] drawn in NumPy; in lockstep every implementation starts here."""
+    """[W1, b1, W2, b2, ...] drawn in NumPy; in lockstep every implementation starts here.
+    Each layer draws W, then (bias_init="normal") b, from one generator; zero biases draw
+    nothing, so their weights are those of a spec without the option."""
     rng = np.random.default_rng(seed)
     weights = []
     for fan_in, fan_out in zip(spec.sizes[:-1], spec.sizes[1:]):
@@ -120,5 +137,9 @@ def init_weights(spec: ModelSpec, seed: int) -> list[np.ndarray]:
             W = rng.uniform(-limit, limit, (fan_in, fan_out))
         else:  # he_normal
             W = rng.normal(0.0, np.sqrt(2.0 / fan_in), (fan_in, fan_out))
-        weights += [W.astype(spec.dtype), np.zeros(fan_out, dtype=spec.dtype)]
+        if spec.bias_init == "normal":
+            b = rng.normal(0.0, spec.init_std, fan_out)
+        else:
+            b = np.zeros(fan_out)
+        weights += [W.astype(spec.dtype), b.astype(spec.dtype)]
     return weights

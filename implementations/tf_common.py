@@ -87,7 +87,8 @@ KERAS_INITIALIZERS = {
 
 
 def per_sample_loss(model: ModelSpec):
-    """loss(y, z) -> (B,): softmax cross-entropy, or Keras' mse of the output activation."""
+    """loss(y, z) -> (B,): softmax cross-entropy, or the squared error of the output
+    activation, summed over the classes (squared_error) or averaged (Keras' mse)."""
     if model.loss == "cross_entropy":
 
         def loss(y, z):
@@ -96,10 +97,11 @@ def per_sample_loss(model: ModelSpec):
 
         return loss
     output = tf.sigmoid if model.output == "sigmoid" else tf.identity
+    over_classes = tf.reduce_sum if model.loss == "squared_error" else tf.reduce_mean
 
     def loss(y, z):
         target = tf.one_hot(tf.cast(tf.reshape(y, [-1]), tf.int32), CLASSES, dtype=z.dtype)
-        return tf.reduce_mean(tf.square(output(z) - target), axis=1)
+        return over_classes(tf.square(output(z) - target), axis=1)
 
     return loss
 
@@ -112,9 +114,14 @@ def framework_weights(model: ModelSpec, seed: int) -> list[np.ndarray]:
             init = keras.initializers.RandomNormal(stddev=model.init_std, seed=seed + i)
         else:
             init = KERAS_INITIALIZERS[model.init](seed=seed + i)
+        if model.bias_init == "normal":
+            seed_b = seed + len(model.sizes) + i  # a stream of its own, not W's
+            bias_init = keras.initializers.RandomNormal(stddev=model.init_std, seed=seed_b)
+        else:
+            bias_init = keras.initializers.Zeros()
         weights += [
             np.asarray(init((fan_in, fan_out), dtype=model.dtype)),
-            np.zeros(fan_out, dtype=model.dtype),
+            np.asarray(bias_init((fan_out,), dtype=model.dtype)),
         ]
     return weights
 

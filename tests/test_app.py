@@ -17,6 +17,7 @@ from bench.app import run
 from bench.settings import ConfigError, job_from_config
 from bench.tracking import FAILURES
 from tests.conftest import ROOT
+from tests.helpers import NAMES
 
 PRESETS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
 SMALL = ["dataset.n_train=2000", "train.epochs=2"]
@@ -160,11 +161,13 @@ def test_bad_data_ends_the_run_failed_with_the_loaders_message(tmp_path):
     assert "t10k-images-idx3-ubyte.gz: unreadable gzip" in run_.data.tags["failure_reason"]
 
 
+@pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("preset", PRESETS)
-def test_every_preset_composes_and_validates(preset):
-    cfg = compose_cfg(f"+experiment={preset}", "implementation=tf_tape")
+def test_every_preset_composes_and_validates(preset, name):
+    """In every implementation (tests/test_tutorials.py trains the tutorial presets in each)."""
+    cfg = compose_cfg(f"+experiment={preset}", f"implementation={name}")
     job = job_from_config(cfg)
-    assert job.preset == preset and job.implementation == "tf_tape"
+    assert job.preset == preset and job.implementation == name
 
 
 def test_compare_preset_cfg_job_prints_the_sweep(tmp_path):

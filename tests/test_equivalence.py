@@ -31,6 +31,24 @@ CASES = {
         ModelSpec(hidden=(24,), activation="relu", loss="mse", output="sigmoid"),
         "adam",
     ),
+    # simple_network's objective: squared error summed over classes and batch, normal biases
+    "sgd-sigmoid-squared_error-sum": (
+        ModelSpec(
+            hidden=(24, 16),
+            activation="sigmoid",
+            loss="squared_error",
+            output="sigmoid",
+            reduction="sum",
+            init="normal",
+            init_std=1.0,
+            bias_init="normal",
+        ),
+        "sgd",
+    ),
+    "momentum-tanh-squared_error-linear": (
+        ModelSpec(hidden=(24,), activation="tanh", loss="squared_error", output="linear"),
+        "momentum",
+    ),
 }
 BATCH = 50
 LOSS_RTOL = 1e-6
@@ -103,13 +121,34 @@ def test_lockstep_float32_keras_defaults(pair, subset):
 
 
 @pytest.mark.parametrize("opt_name", ["sgd", "momentum"])
-def test_lockstep_with_an_output_layer_rate(opt_name, subset):
-    """optimizer.output_lr: the scratch network updates two flat parameter groups, each at
-    its own rate (Keras refuses the option, so tf_tape is the reference)."""
+@pytest.mark.parametrize("pair", PAIRS, ids=["-".join(p) for p in PAIRS])
+def test_lockstep_with_an_output_layer_rate(pair, opt_name, subset):
+    """optimizer.output_lr (relu_mcp): the scratch network updates two flat parameter groups,
+    each at its own rate; tf_tape and Keras' own train_step scale the output layer's
+    gradients, jax gives it an optimizer of its own."""
     opt = OptimizerSpec(name=opt_name, **{**EXACT, "output_lr": 2**-4})
     model = ModelSpec(hidden=(32, 16), activation="relu")
-    msg = check_lockstep(("numpy", "tf_tape"), model, opt, subset, "float64", rtol=1e-9, atol=1e-12)
+    msg = check_lockstep(pair, model, opt, subset, "float64", rtol=1e-9, atol=1e-12)
     assert msg is None, msg
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_output_layer_rate_changes_the_step(name, subset):
+    """The per-layer rate reaches the update: the output layer moves 8x as far as with one
+    rate, the hidden layers exactly as far (plain SGD is linear in the rate)."""
+    x, y = subset
+    model = ModelSpec(hidden=(16,), activation="relu", dtype="float64")
+    weights = init_weights(model, seed=7)
+    moved = []
+    for output_lr in (None, 2**-4):
+        opt = OptimizerSpec(name="sgd", **{**EXACT, "output_lr": output_lr})
+        net = build(name, model, opt, BATCH, weights, 0)
+        net.train_epoch(x[:BATCH], y[:BATCH])
+        moved.append([w - w0 for w, w0 in zip(net.get_weights(), weights)])
+    (hidden_W, hidden_b, out_W, out_b), (hidden_W2, hidden_b2, out_W2, out_b2) = moved
+    np.testing.assert_allclose(hidden_W2, hidden_W, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(out_W2, 8 * out_W, rtol=1e-9, atol=1e-15)
+    np.testing.assert_allclose(out_b2, 8 * out_b, rtol=1e-9, atol=1e-15)
 
 
 def test_check_detects_a_perturbed_implementation(subset):

@@ -5,14 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from implementations import numpy_scratch
+from implementations import numpy_scratch, spec
 from implementations.spec import ModelSpec, OptimizerSpec, init_weights
 
+OUTPUTS = [(loss, output) for loss, outputs in spec.OUTPUTS.items() for output in outputs]
 COMBINATIONS = [
     (activation, loss, output, reduction)
-    for activation in ("sigmoid", "relu", "tanh")
-    for loss, output in (("cross_entropy", "softmax"), ("mse", "sigmoid"), ("mse", "linear"))
-    for reduction in ("mean", "sum")
+    for activation in spec.ACTIVATIONS
+    for loss, output in OUTPUTS
+    for reduction in spec.REDUCTIONS
 ]
 
 

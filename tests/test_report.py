@@ -212,8 +212,10 @@ def test_plot_groups_never_pool_presets():
 
 def test_mixed_selection_with_a_failed_run(swept):
     """Presets with other params, and a run that failed, in one report."""
-    proc = mnist_bench(swept, "+experiment=relu_mcp", "implementation=keras", *SMALL)
-    assert proc.returncode == 1
+    proc = mnist_bench(
+        swept, "+experiment=relu_mcp", "implementation=keras", "optimizer.lr=1e6", *SMALL
+    )
+    assert proc.returncode == 1 and "diverged" in proc.stderr, proc.stderr[-2000:]
     md = filtered_report(swept, "tags.preset != 'none'", "mixed")
     assert "Not finished (left out of the statistics): relu_mcp-keras-s0 (FAILED)" in md
     assert "WARNING" not in md.split("## Fairness check")[1].split("##")[0]

@@ -52,9 +52,3 @@ def test_bad_batch_size(batch_size):
 def test_bad_batch_size_refused_at_construction(name):
     with pytest.raises(SpecError, match="train.batch_size=0"):
         build(name, ModelSpec(), OptimizerSpec(), 0, None, 0)
-
-
-def test_keras_refuses_per_layer_learning_rates():
-    opt = OptimizerSpec(name="sgd", lr=0.05, output_lr=0.1)
-    with pytest.raises(SpecError, match="implementation=keras cannot use optimizer.output_lr"):
-        build("keras", ModelSpec(), opt, 64, None, 0)
