@@ -5,8 +5,8 @@ The harness owns data order, timing, seeding and logging; a network only compute
 are taken in the order given: the harness has already shuffled `x` and `y` (into buffers it
 reuses next epoch, so a network must not keep them after train_epoch returns).
 
-Two verbs are optional, for the callers that need them: `gradients` (the equivalence tests)
-and `phase_epoch` (the speed benchmark's per-phase breakdown).
+Some verbs are optional, for the callers that need them: `gradients` (the equivalence tests),
+`timed_train_epoch` or `phase_epoch` (the speed benchmark's per-phase breakdown).
 """
 
 from __future__ import annotations
@@ -44,7 +44,11 @@ class WithGradients(Network, Protocol):
 
 
 class WithPhases(Network, Protocol):
-    """Optional, for the speed benchmark."""
+    """Optional, for the speed benchmark: `timed_train_epoch` where the phases can be clocked
+    inside the real step, else `phase_epoch` (steps stopped early)."""
+
+    def timed_train_epoch(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float, dict]:
+        """train_epoch, plus {"forward", "backward", "update"}: seconds summed over its steps."""
 
     def phase_epoch(self, phase: str, x: np.ndarray, y: np.ndarray) -> None:
         """A train_epoch whose steps stop after "forward" (loss and accuracy included) or after

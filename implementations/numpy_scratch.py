@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import math
 import sys
+import time
 
 import numpy as np
 
@@ -347,12 +348,17 @@ class ScratchMLP:
                 dz *= self.df(x)  # back through the previous activation
         return self.grads
 
-    def objective_gradients(self, x, y):
-        """Per-sample losses, logits and the gradients of the batch's training objective."""
+    def forward_loss(self, x, y):
+        """Per-sample losses, logits, every layer's input and dz = d(objective)/d(logits)."""
         z, inputs = self.forward(x)
         losses, dz = self.loss(z, y)
         if self.model.reduction == "mean":
             dz /= len(y)
+        return losses, z, inputs, dz
+
+    def objective_gradients(self, x, y):
+        """Per-sample losses, logits and the gradients of the batch's training objective."""
+        losses, z, inputs, dz = self.forward_loss(x, y)
         return losses, z, self.backward(inputs, dz)
 
     def _sum_over_batches(self, step, x, y, batch_size):
@@ -383,6 +389,31 @@ class ScratchMLP:
 
     def train_epoch(self, x, y):
         return self._sum_over_batches(self._train_step, x, y, self.batch_size)
+
+    def timed_train_epoch(self, x, y):
+        """train_epoch, plus the seconds its steps spent in each phase, read inside the real
+        steps (on a GPU each boundary waits for the device): the speed benchmark's breakdown,
+        whose parts add up to no more than the epoch."""
+        phases = dict.fromkeys(("forward", "backward", "update"), 0.0)
+        sync = self.xp.cuda.Device().synchronize if self.xp is not np else (lambda: None)
+
+        def step(xb, yb):
+            t0 = time.perf_counter()
+            losses, z, inputs, dz = self.forward_loss(xb, yb)
+            sync()
+            t1 = time.perf_counter()
+            self.backward(inputs, dz)
+            sync()
+            t2 = time.perf_counter()
+            self.optimizer.step()
+            sync()
+            t3 = time.perf_counter()
+            phases["forward"] += t1 - t0
+            phases["backward"] += t2 - t1
+            phases["update"] += t3 - t2
+            return losses, z
+
+        return (*self._sum_over_batches(step, x, y, self.batch_size), phases)
 
     def phase_epoch(self, phase, x, y):
         """An epoch that stops each step after the forward pass ("forward") or after the

@@ -11,6 +11,7 @@ harness overhead and the startup costs; it logs them to MLflow (experiment
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 from datetime import datetime, timezone
@@ -53,7 +54,7 @@ def case_rows(case: Case, job, n_train: int, n_test: int, timings: dict[str, Tim
     rows = []
     sizes = job.model.sizes
     for impl, t in timings.items():
-        epoch, grads, fwd = t.median("epoch"), t.median("gradients"), t.median("forward")
+        epoch = t.median("epoch")
         gflops = n_train * train_flops(sizes) / epoch / 1e9
         rows.append(
             {
@@ -66,15 +67,34 @@ def case_rows(case: Case, job, n_train: int, n_test: int, timings: dict[str, Tim
                 "% of peak": 100 * gflops / peak,
                 "% of floor": 100 * floor.epoch_s / epoch,
                 "eval GFLOP/s": n_test * forward_flops(sizes) / t.median("evaluation") / 1e9,
-                "forward s": fwd,
-                "backward s": grads - fwd,
-                "update+rest s": epoch - grads,
                 "first-epoch extra s": t.first_epoch - epoch,
             }
         )
     table = pd.DataFrame(rows)
     table["vs fastest"] = table["epoch s"] / table["epoch s"].min()
     return table
+
+
+def phase_rows(case: Case, timings: dict[str, Timings]) -> list[dict]:
+    """Per implementation and phase: median seconds per epoch and the spread over repeats. A
+    median below zero (possible only for differences of separate epochs) is shown as such a
+    component being below the noise, never as a negative time."""
+    rows = []
+    for impl, t in timings.items():
+        method, parts = t.phases()
+        for phase, values in parts.items():
+            median = statistics.median(values)
+            rows.append(
+                {
+                    "case": case.name,
+                    "implementation": impl,
+                    "phase": phase,
+                    "median s": f"{median:.3f}" if median > 0 else "~0 (below the noise)",
+                    "spread over repeats": f"{min(values):.3f} to {max(values):.3f}",
+                    "measured by": method,
+                }
+            )
+    return rows
 
 
 def measure_variants(case: Case, repeats: int, implementations, n_train, threads) -> pd.DataFrame:
@@ -187,13 +207,14 @@ def main(argv: list[str] | None = None) -> int:
 
     peak = matmul_peak_gflops(args.threads)
     print(f"float32 matrix-product peak ({args.threads} threads): {peak:.0f} GFLOP/s")
-    epoch_tables, floors = [], []
+    epoch_tables, floors, phases = [], [], []
     for case in cases:
         job, n, timings = measure_case(case, repeats, implementations, n_train, args.threads)
         sizes, batch = job.model.sizes, job.batch_size
         floor = case_floor(sizes, batch, n, job.optimizer.name, args.threads)
         floors.append(floor_row(case, batch, floor))
         epoch_tables.append(case_rows(case, job, n, 10_000, timings, peak, floor))
+        phases += phase_rows(case, timings)
         print(
             epoch_tables[-1][["case", "implementation", "epoch s", "GFLOP/s"]].to_string(
                 index=False
@@ -229,20 +250,13 @@ def main(argv: list[str] | None = None) -> int:
         "eval s",
         "eval GFLOP/s",
     ]
-    phase_cols = [
-        "case",
-        "implementation",
-        "forward s",
-        "backward s",
-        "update+rest s",
-        "eval s",
-        "first-epoch extra s",
-    ]
+    first_cols = ["case", "implementation", "eval s", "first-epoch extra s"]
     tables = {
         "Floor (same run)": pd.DataFrame(floors),
         "Epoch time": results[speed_cols],
         f"Variants ({cases[0].name}): each framework's documented settings": variants,
-        "Where the time goes (per epoch)": results[phase_cols],
+        "Where the time goes (per epoch)": pd.DataFrame(phases),
+        "Evaluation and first epoch": results[first_cols],
         "Startup": pd.DataFrame(
             [{"implementation": i, "command to first epoch s": s} for i, s in to_first_epoch.items()]
         ),
@@ -266,11 +280,15 @@ def main(argv: list[str] | None = None) -> int:
         f"Harness overhead (5-epoch NumPy `compare` run, MLflow + progress + timing vs the bare "
         f"loop; medians {with_harness:.2f} s vs {bare:.2f} s; median of the paired, alternating "
         f"runs): **{100 * overhead:+.1f}%**.",
-        "Phases: each repeat also runs an epoch of steps stopped after the forward pass (loss "
-        "and accuracy included) and one stopped after the backward pass, through the same "
-        "input pipeline; backward = the difference, update+rest = epoch - forward+backward "
-        "(the optimizer, plus per-step overhead: Keras' `fit` machinery lands here, since fit "
-        "hides its phases; its forward and backward are timed in steps of the same model). "
+        "Phases: where the network offers it (`timed_train_epoch`: NumPy), each repeat runs "
+        "one more epoch of the real training steps with a clock read at each step's phase "
+        "boundaries (a device sync first on a GPU): forward (loss included), backward, update "
+        "and the rest of the epoch, all positive and adding up to it. A compiled step (XLA, "
+        "tf.function, Keras' fit, jax.jit) hides its phases: there, epochs of steps stopped "
+        "after the forward pass and after the backward pass give forward, backward = their "
+        "difference and update+rest = epoch - both (Keras' fit machinery lands in update+rest); "
+        "the host's noise can push a difference of separate epochs below zero, shown as "
+        "'~0 (below the noise)'. The spread is the smallest and largest value over repeats. "
         "First-epoch extra = first epoch - median epoch (tracing and compilation). Import cost: "
         "an implementation's module with its framework, and the modules every run imports.",
     ]

@@ -73,13 +73,34 @@ class Timings:
     first_epoch: float = 0.0
     epoch: list[float] = field(default_factory=list)
     evaluation: list[float] = field(default_factory=list)
-    forward: list[float] = field(default_factory=list)
+    forward: list[float] = field(default_factory=list)  # epochs of truncated steps
     gradients: list[float] = field(default_factory=list)
+    in_step: list[dict] = field(default_factory=list)  # phases read inside the real steps
 
     def median(self, name: str) -> float:
         """The median over repeats; NaN for a phase the implementation cannot stop at."""
         values = getattr(self, name)
         return statistics.median(values) if values else float("nan")
+
+    def phases(self) -> tuple[str, dict[str, list[float]]]:
+        """How the phases were measured, and per phase its seconds in each repeat. Inside the
+        real step the parts are read by clocks at the step's own boundaries, so they are
+        positive and add up to the epoch; where a compiled step hides them, from epochs of
+        steps stopped after the forward and after the backward pass (differences of separate
+        epochs, which the host's noise can push below zero)."""
+        if self.in_step:
+            parts = {k: [p[k] for p in self.in_step] for k in ("forward", "backward", "update")}
+            parts["rest"] = [
+                p["wall"] - p["forward"] - p["backward"] - p["update"] for p in self.in_step
+            ]
+            return "in-step clocks", parts
+        if not self.forward:
+            return "not measured", {}
+        return "truncated-step epochs", {
+            "forward": self.forward,
+            "backward": [g - f for g, f in zip(self.gradients, self.forward)],
+            "update+rest": [e - g for e, g in zip(self.epoch, self.gradients)],
+        }
 
 
 def measure_case(
@@ -90,7 +111,8 @@ def measure_case(
     threads: int | None = 2,
 ) -> tuple[Job, int, dict[str, Timings]]:
     """The case's job (first implementation's), training samples, and timings per
-    implementation. Networks without the optional `phase_epoch` verb get no phase timings."""
+    implementation. A network's phases come from its optional `timed_train_epoch` verb (clocks
+    inside the real step), else from `phase_epoch` (truncated steps), else are not measured."""
     jobs = {impl: case.job(impl, n_train, threads) for impl in implementations}
     job = jobs[implementations[0]]
     with threadpool_limits(limits=threads):
@@ -119,7 +141,11 @@ def measure_case(
                 t = timings[name]
                 t.epoch.append(timed(name, net.train_epoch, x, y))
                 t.evaluation.append(timed(name, net.evaluate, s.x_test, s.y_test))
-                if hasattr(net, "phase_epoch"):
+                if hasattr(net, "timed_train_epoch"):  # the same steps, clocked inside
+                    start = time.perf_counter()
+                    *_, phases = net.timed_train_epoch(x, y)
+                    t.in_step.append({**phases, "wall": time.perf_counter() - start})
+                elif hasattr(net, "phase_epoch"):
                     t.forward.append(timed(name, net.phase_epoch, "forward", x, y))
                     t.gradients.append(timed(name, net.phase_epoch, "gradients", x, y))
     return job, len(s.y_train), timings
