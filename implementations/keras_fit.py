@@ -112,3 +112,8 @@ class KerasMLP:
 
 
 build = KerasMLP  # the module's entry point: build(model, optimizer, batch_size, weights, seed)
+
+
+def export(net: KerasMLP) -> keras.Model:
+    """The trained keras.Model behind a network (bench.models logs it with mlflow.keras)."""
+    return net.model
