@@ -66,7 +66,8 @@ def runs_link(experiment_id: str, ui: str = UI) -> str:
 
 
 def run_link(experiment_id: str, run_id: str, ui: str = UI) -> str:
-    return f"{ui}/#/experiments/{experiment_id}/runs/{run_id}"
+    """A run's page in the model-training view (without the parameter it opens as GenAI)."""
+    return f"{ui}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
 
 
 # --- run names and tags

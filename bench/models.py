@@ -48,13 +48,11 @@ def framework_model(job, net):
 
 def log_model(job, net) -> str:
     """Logs the job's trained model to the active run; returns its model id. MLflow's advice
-    (type hints, an input example: validating one would load the model again) stays out of
-    the sweep's console; the signature is given."""
+    to give an input example (validating it would load the model again) stays out of the
+    sweep's console: the signature is given."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     with warnings.catch_warnings():
-        warnings.filterwarnings(
-            "ignore", r".*(type hints|input example|input_example)", UserWarning
-        )
+        warnings.filterwarnings("ignore", r".*(input example|input_example)", UserWarning)
         return _log_model(job, net)
 
 

@@ -33,7 +33,7 @@ class MLPLogits(PythonModel):
             meta = json.load(f)
         self.activation = ACTIVATIONS[meta["activation"]]
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: np.ndarray, params=None):
         dtype = self.weights[0].dtype
         a = np.asarray(model_input, dtype=dtype).reshape(-1, self.weights[0].shape[0])
         layers = list(zip(self.weights[::2], self.weights[1::2]))
