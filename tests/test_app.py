@@ -70,7 +70,7 @@ def test_sweep_over_implementations_is_fully_tracked(tmp_path):
         assert r.info.status == "FINISHED"
         assert tags["mlflow.parentRunId"] == parents[0].info.run_id
         assert tags["sweep_id"] == sweep_id
-        assert r.info.run_name == f"custom-{tags['implementation']}-s0"
+        assert r.info.run_name == f"{tags['implementation']}-s0"  # one preset: not in the name
         for key in (
             "device",
             "device_name",
