@@ -153,7 +153,9 @@ def test_children_names_tags_params_and_description(swept):
             "figures/confusion_matrix.png",
             "figures/misclassified.png",
         }
-        table = mlflow.load_table("tables/per_class_accuracy.json", run_ids=[r.info.run_id])
+        table = MlflowClient().load_table(
+            r.info.experiment_id, "tables/per_class_accuracy.json", run_ids=[r.info.run_id]
+        )
         assert list(table.digit) == list(range(10)) and table.images.sum() == 10_000
         dataset = r.inputs.dataset_inputs[0]
         assert dataset.dataset.name == "mnist 2000/5000/10000"
