@@ -48,5 +48,6 @@ reference: $(STAMP) ## regenerate results/reference: compare + every tutorial pr
 	$(VENV)/bin/mnist-bench -m +experiment=$(TUTORIALS) implementation=numpy,tf_tape,keras,jax $(REF)
 	$(VENV)/bin/mnist-bench-report --tracking-uri sqlite:///$(REF_DB) --all --name reference
 
-ui: $(STAMP)     ## MLflow UI on http://127.0.0.1:5000 over the local store
+ui: $(STAMP)     ## MLflow UI on http://127.0.0.1:5000 over the local store (prints the runs page's link)
+	@$(PY) -m bench.mlflow_ui --tracking-uri sqlite:///results/mlflow.db
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///results/mlflow.db --host 127.0.0.1 --port 5000

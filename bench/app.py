@@ -34,6 +34,7 @@ def run(cfg: DictConfig) -> dict[str, float] | None:
     if parallel > 1 and job.threads:
         job = share_thread_budget(job, parallel)
     from bench.harness import ConsoleProgress, run_job
+    from bench.run_view import RunView
 
     observers = [ConsoleProgress(job)]
     tracker = None
@@ -45,6 +46,8 @@ def run(cfg: DictConfig) -> dict[str, float] | None:
         except ConfigError as e:  # tracking settings or an unreachable store
             return _failed(f"error: {e}")
         observers.append(tracker)
+        view = RunView(job, tracker, cfg.tracking.get("log_model", True))
+        observers.append(view)
     try:
         result = run_job(job, observers)
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (see Terminated)
@@ -59,6 +62,7 @@ def run(cfg: DictConfig) -> dict[str, float] | None:
             log.exception("%s failed", job.run_name)
         return _failed(f"error: {job.run_name}: {reason}")
     if tracker:
+        view.finished(result)  # the MLflow UI's view of the run; never fails the run
         tracker.finish(result.metrics, result.predictions, result.labels)
     m = result.metrics
     log.info(
@@ -92,6 +96,7 @@ def _finished_before(cfg: DictConfig, job: Job) -> dict[str, float] | None:
 def _start_run(cfg: DictConfig, job: Job, parallel: int):
     from bench.environment import environment_tags
     from bench.job_setup import job_implementation
+    from bench.mlflow_ui import ordered_tags, run_label
     from bench.tracking import MlflowRun
 
     versions = {}
@@ -107,7 +112,7 @@ def _start_run(cfg: DictConfig, job: Job, parallel: int):
         tags["hydra_overrides"] = " ".join(HydraConfig.get().overrides.task)
     if parallel > 1:  # timings measured beside other jobs: the report flags them
         tags["parallel_jobs"] = str(parallel)
-    return MlflowRun(cfg, job.run_name, tags)
+    return MlflowRun(cfg, run_label(job), ordered_tags(job, tags))
 
 
 def parallel_jobs() -> int:

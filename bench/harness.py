@@ -15,6 +15,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from bench.data import Dataset, Splits
+from bench.exact import exact_accuracies
 from bench.host import CONTENDED, LoadMeter, peak_rss_mb, reset_peak_rss, rss_mb
 from bench.job_setup import build_network, initial_weights, load_data
 from bench.settings import Job
@@ -38,6 +39,7 @@ class Result:
     history: list[dict[str, float]] = field(default_factory=list)  # one dict per epoch
     predictions: np.ndarray | None = None  # predicted test label per image
     labels: np.ndarray | None = None
+    network: object | None = None  # the trained network (bench.models logs it)
 
 
 def epoch_order(seed: int, epoch: int, n: int, shuffle: bool = True) -> np.ndarray:
@@ -102,6 +104,7 @@ def run_job(job: Job, observers: list[Observer]) -> Result:
         _, train_acc = net.evaluate(splits.x_train, splits.y_train)
         result.predictions = net.predict(splits.x_test).argmax(axis=1).astype(np.uint8)
         result.labels = splits.y_test.astype(np.uint8)
+        result.network = net
     epochs = [h["epoch_time_s"] for h in result.history]
     train_time = sum(epochs)
     result.metrics.update(
@@ -123,6 +126,8 @@ def run_job(job: Job, observers: list[Observer]) -> Result:
         job_memory_mb=peak_rss_mb() - rss_at_start,
         total_time_s=time.perf_counter() - start,
     )
+    counts = dict(train=len(splits.y_train), val=len(splits.y_val), test=len(splits.y_test))
+    exact_accuracies(result.metrics, **counts)  # float64 k / n, not float32's 0.97740000486
     if startup is not None:
         result.metrics["startup_s"] = startup
     if (peak := impl.device_peak_mb(job.device)) is not None:
@@ -165,6 +170,7 @@ def train(job: Job, net, s: Splits, observers: list[Observer], impl: Implementat
                 and "time_to_target_s" not in result.metrics
             ):
                 result.metrics["time_to_target_s"] = elapsed
+        exact_accuracies(m, train=len(y), val=len(s.y_val))
         result.history.append(m)
         for o in observers:
             o.epoch_done(epoch, m)

@@ -21,6 +21,7 @@ from mlflow import MlflowClient
 from omegaconf import DictConfig
 
 from bench.app import SWEEP_JOBS_ENV
+from bench.mlflow_ui import SWEEP_VARYING_ENV, set_sweep_varying
 from bench.settings import ConfigError
 from bench.store import GRID_ARTIFACT, ensure_experiment, tracking_uri
 from bench.tracking import FAILURES, PARENT_RUN_ENV, SWEEP_ID_ENV, config_hash, process_tags
@@ -61,6 +62,7 @@ class MlflowSweepCallback(Callback):
             },
         )
         grid = sweep_grid(config)
+        set_sweep_varying(grid)  # child run names show what differs between the jobs
         if grid is not None:
             launcher = list(config.hydra.overrides.hydra)
             MlflowClient().log_dict(
@@ -75,6 +77,7 @@ class MlflowSweepCallback(Callback):
         parent = os.environ.pop(PARENT_RUN_ENV, None)
         sweep_id = os.environ.pop(SWEEP_ID_ENV, None)
         os.environ.pop(SWEEP_JOBS_ENV, None)
+        os.environ.pop(SWEEP_VARYING_ENV, None)
         if parent is None:
             return
         client = MlflowClient()
@@ -87,6 +90,17 @@ class MlflowSweepCallback(Callback):
             FAILURES.extend(failed)
         client.set_terminated(parent, "FAILED" if failed else "FINISHED")
         print_verdicts(config, sweep_id)
+        at_sweep_end(config, sweep_id)  # the parent run's summary; never changes a status
+
+
+def at_sweep_end(config: DictConfig, sweep_id: str | None) -> None:
+    """The parent run's summary (bench.sweep_summary); a failure costs one line."""
+    try:
+        from bench.sweep_summary import at_sweep_end as publish
+    except Exception as e:  # noqa: BLE001
+        print(f"(no MLflow summary for sweep {sweep_id}: {type(e).__name__}: {e})", flush=True)
+        return
+    publish(config, sweep_id)
 
 
 def print_verdicts(config: DictConfig, sweep_id: str | None) -> None:

@@ -18,13 +18,11 @@ import mlflow
 import numpy as np
 import psutil
 from mlflow import MlflowClient
-from mlflow.data.http_dataset_source import HTTPDatasetSource
-from mlflow.data.meta_dataset import MetaDataset
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 from omegaconf import DictConfig, OmegaConf
 
 from bench.data import Dataset
-from bench.data.catalog import dataset_info
+from bench.mlflow_ui import log_dataset, uniform_params
 from bench.settings import ConfigError
 from bench.store import ensure_experiment, finished_runs, metric_values
 
@@ -118,7 +116,7 @@ class MlflowRun:
         self._log_config()
 
     def _log_config(self) -> None:
-        params = flatten(job_config(self.cfg))
+        params = uniform_params(flatten(job_config(self.cfg)))
         long = sorted(k for k, v in params.items() if len(v) > MAX_PARAM_VAL_LENGTH)
         mlflow.log_params({k: v for k, v in params.items() if k not in long})
         if long:  # too long for a param: the config artifact holds them whole
@@ -126,11 +124,7 @@ class MlflowRun:
         mlflow.log_text(OmegaConf.to_yaml(job_config(self.cfg)), "config.yaml")
 
     def data_loaded(self, dataset: Dataset) -> None:
-        source = HTTPDatasetSource(url=dataset_info(dataset.name).mirrors[0])
-        mlflow.log_input(
-            MetaDataset(source, name=dataset.name, digest=dataset.digest[:32]), context="training"
-        )
-        mlflow.set_tags({"dataset_digest": dataset.digest, "dataset_source": dataset.source})
+        log_dataset(dataset, self.cfg)  # with its splits; full digest and source as tags
 
     def epoch_done(self, epoch: int, metrics: dict[str, float]) -> None:
         """Queued, not written: the store's commit (an fsync with SQLite) happens on MLflow's

@@ -71,7 +71,7 @@ def test_sweep_over_implementations_is_fully_tracked(tmp_path):
         assert r.info.status == "FINISHED"
         assert tags["mlflow.parentRunId"] == parents[0].info.run_id
         assert tags["sweep_id"] == sweep_id
-        assert r.info.run_name == f"custom-{tags['implementation']}-s0"
+        assert r.info.run_name == f"{tags['implementation']}-s0"  # one preset: not in the name
         for key in (
             "device",
             "device_name",
@@ -121,7 +121,7 @@ def test_sweep_over_implementations_is_fully_tracked(tmp_path):
         local = client.download_artifacts(r.info.run_id, "predictions.npz", str(tmp_path))
         with np.load(local, allow_pickle=False) as p:
             assert p["predicted"].shape == (10000,) and p["labels"].shape == (10000,)
-        assert r.inputs.dataset_inputs[0].dataset.name == "mnist"
+        assert r.inputs.dataset_inputs[0].dataset.name == "mnist 2000/5000/10000"  # with splits
     # lockstep: same weights, same batches -> the same loss curve up to float32 rounding
     np.testing.assert_allclose(losses["numpy"], losses["tf_tape"], rtol=1e-4)
     # startup (command to first epoch) belongs to the process's first job only

@@ -34,7 +34,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"wrote {path}")
+    if label.startswith("sweep "):  # the sweep's parent run shows this report too
+        refresh_parent(args, label.split()[1], path.parent)
     return 0
+
+
+def refresh_parent(args, sweep_id: str, report_dir: Path) -> None:
+    """The reported sweep's parent run gets this report and its summary; a failure costs a
+    warning, the report is written."""
+    from bench.mlflow_ui import run_link
+    from bench.sweep_summary import publish
+
+    try:
+        experiment_id, parent = publish(args.tracking_uri, args.experiment, sweep_id, report_dir)
+    except Exception as e:  # noqa: BLE001
+        reason = str(e).splitlines()[0] if str(e) else ""
+        print(f"warning: sweep {sweep_id}'s parent run not updated: {type(e).__name__}: {reason}",
+              file=sys.stderr)  # fmt: skip
+        return
+    print(f"updated the summary of sweep {sweep_id}: {run_link(experiment_id, parent)}")
 
 
 if __name__ == "__main__":
