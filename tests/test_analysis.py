@@ -435,3 +435,19 @@ def test_contended_epochs_are_set_aside_from_the_steady_epoch(three_runs):
     assert rows.steady_epoch_s.tolist() == [1.0, 4.0, 1.0]  # r1 without its 3 s epoch
     assert rows.contended_epochs.tolist() == [1, 3, 0]
     assert rows.all_contended.tolist() == [False, True, False]
+
+
+def test_seeds_contended_throughout_are_set_aside_from_speed_verdicts(compared):
+    """Two of five seeds ran while the host was busy: the speed verdict uses the three calm
+    seeds and says so; accuracy keeps all five."""
+    rows = compared.copy()
+    extra = rows[rows.seed.isin(rows.seed.unique()[:2])].assign(
+        seed=lambda d: d.seed + 100, steady_epoch_s=lambda d: d.steady_epoch_s * 9
+    )
+    rows = pd.concat([rows.assign(all_contended=False), extra.assign(all_contended=True)])
+    v = verdicts.verdicts(rows)
+    speed = v[(v.quantity == "epoch_time")].iloc[0]
+    acc = v[(v.quantity == "test_accuracy")].iloc[0]
+    assert (speed.a, speed.b, speed.n, acc.n) == ("numpy", "tf_tape", 3, 5)
+    assert "2 contended seed(s) set aside" in speed.note
+    assert "2 contended seed(s) set aside" in verdicts.verdict_sentence(speed)

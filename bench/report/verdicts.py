@@ -20,6 +20,10 @@ Quantities and rules (95% intervals over seeds, never over epochs):
   difference), t-interval. "equivalent" when the whole interval lies within ±margin
   (analysis.equivalence_margin: 1.96 binomial s.e. of the difference of two accuracies on
   the 10,000 test images), else "more/less accurate" when it excludes 0.
+- Host contention (time quantities only): seeds where either run was contended throughout
+  (other processes busy during every epoch 2+, analysis.per_run's all_contended) are set aside
+  while at least MIN_RUNS calm seeds remain; n counts the seeds used and the note says how
+  many were set aside. Accuracy does not depend on the host and keeps every seed.
 - One paired run gives no interval (NaN bounds): verdict "no significant difference", the
   sentence says "1 run: no interval" and n = 1 in the CSV says why.
 """
@@ -62,12 +66,20 @@ def pairs(implementations) -> list[tuple[str, str]]:
     return list(itertools.combinations(sorted(set(implementations), key=impl_key), 2))
 
 
-def paired_values(g: pd.DataFrame, column: str, a: str, b: str) -> tuple[np.ndarray, np.ndarray]:
-    """a's and b's values of `column` for each seed both ran (median of a seed's repeats)."""
+def paired_values(
+    g: pd.DataFrame, column: str, a: str, b: str, calm: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """a's and b's values of `column` for each seed both ran (median of a seed's repeats).
+    With `calm`, seeds where either run was contended throughout (others busy during every
+    epoch 2+) are set aside, as long as MIN_RUNS calm seeds remain."""
     both = g[g.implementation.isin([a, b])]
     per_seed = both.groupby(["seed", "implementation"])[column].median().unstack()
     ran = both.groupby(["seed", "implementation"]).size().unstack().notna()
     seeds = ran.index[ran.get(a, False) & ran.get(b, False)]
+    if calm and "all_contended" in both:
+        noisy = both[both.all_contended.astype(bool)].seed.unique()
+        if len(quiet := seeds.difference(noisy)) >= MIN_RUNS:
+            seeds = quiet
     return per_seed.loc[seeds, a].to_numpy(float), per_seed.loc[seeds, b].to_numpy(float)
 
 
@@ -107,16 +119,28 @@ def verdicts(rows: pd.DataFrame) -> pd.DataFrame:
     records = []
     for (preset, _sig), g in rows.groupby(["preset", "signature"], sort=True):
         for a, b in pairs(g.implementation):
-            ta, tb = paired_values(g, "steady_epoch_s", a, b)
-            if len(ta) == 0:
+            acc_a, acc_b = paired_values(g, "test_accuracy", a, b)
+            if len(acc_a) == 0:
                 continue
-            base = {"preset": preset, "a": a, "b": b, "n": len(ta), "margin": np.nan}
-            cmp = time_comparison(ta, tb, a, b, missing="no epoch times")
-            records.append({**base, "quantity": "epoch_time", **cmp})
-            cmp = time_comparison(*paired_values(g, "time_to_target_s", a, b), a, b)
-            records.append({**base, "quantity": "time_to_target", **cmp})
-            cmp = accuracy_comparison(*paired_values(g, "test_accuracy", a, b))
-            records.append({**base, "quantity": "test_accuracy", **cmp})
+            base = {"preset": preset, "a": a, "b": b, "margin": np.nan}
+            for quantity, column in (
+                ("epoch_time", "steady_epoch_s"),
+                ("time_to_target", "time_to_target_s"),
+            ):
+                ta, tb = paired_values(g, column, a, b, calm=True)
+                cmp = time_comparison(
+                    ta,
+                    tb,
+                    a,
+                    b,
+                    missing="no epoch times" if quantity == "epoch_time" else "no validation set",
+                )
+                if len(ta) < len(acc_a) and not np.isnan(cmp["estimate"]):  # say so
+                    aside = f"{len(acc_a) - len(ta)} contended seed(s) set aside"
+                    cmp["note"] = "; ".join(filter(None, [cmp["note"], aside]))
+                records.append({**base, "n": len(ta), "quantity": quantity, **cmp})
+            cmp = accuracy_comparison(acc_a, acc_b)
+            records.append({**base, "n": len(acc_a), "quantity": "test_accuracy", **cmp})
     table = pd.DataFrame(records, columns=VERDICT_COLUMNS + ["margin", "note"])
     table["verdict"] = [verdict_of(r) for r in table.itertuples()]
     return table
@@ -142,6 +166,9 @@ def time_sentence(row) -> str:
     a, b, est, low, high = row.a, row.b, row.estimate, row.ci_low, row.ci_high
     what, note = WORDS[row.quantity], _note(row)
     seeds = f"{what}, {row.n} seed{'s' if row.n != 1 else ''}"
+    if "set aside" in note:
+        seeds += f", {note.split('; ')[-1]}"
+        note = note.rsplit("; ", 1)[0] if "; " in note else ""
     if row.verdict == "faster":
         return f"{a} {est:.2f}x faster than {b} [{low:.2f}, {high:.2f}] ({seeds})"
     if row.verdict == "slower":
