@@ -451,3 +451,13 @@ def test_seeds_contended_throughout_are_set_aside_from_speed_verdicts(compared):
     assert (speed.a, speed.b, speed.n, acc.n) == ("numpy", "tf_tape", 3, 5)
     assert "2 contended seed(s) set aside" in speed.note
     assert "2 contended seed(s) set aside" in verdicts.verdict_sentence(speed)
+
+
+def test_too_few_calm_seeds_make_no_speed_claim(compared):
+    """Every seed but one ran on a busy host: no interval, no claim, and the note says why."""
+    rows = compared.assign(all_contended=lambda d: d.seed != 0)
+    v = verdicts.verdicts(rows)
+    speed = v[v.quantity == "epoch_time"]
+    assert speed.ci_low.isna().all() and (speed.verdict == "no significant difference").all()
+    assert speed.note.str.contains("host contended in 2 of 3 seeds: no claim").all()
+    assert (v[v.quantity == "test_accuracy"].n == 3).all()
