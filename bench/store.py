@@ -44,6 +44,9 @@ from omegaconf import DictConfig  # noqa: E402
 from bench.settings import ConfigError  # noqa: E402
 
 log = logging.getLogger("bench")
+# MLflow logs every SQLAlchemy error with its traceback before raising it; the commands
+# report each failure in one line themselves
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 DEFAULT_URI = "sqlite:///results/mlflow.db"
 SERVER_PROBE_TIMEOUT_S = 5
 BUSY_TIMEOUT_S = 120.0  # tracking.busy_timeout_s: how long a write waits for a locked store
@@ -82,8 +85,9 @@ def tracking_uri(tracking: DictConfig) -> str:
 
 
 def one_line(e: BaseException) -> str:
-    """An exception's message as one line, without MLflow's trailing pointers."""
-    text = str(e).split(". See ")[0]
+    """An exception's message as one line, without MLflow's trailing pointers nor the SQL
+    statement SQLAlchemy quotes."""
+    text = re.split(r"\. See |\[SQL: |\(Background on this error", str(e))[0]
     return " ".join(text.split())[:300] or type(e).__name__
 
 

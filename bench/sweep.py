@@ -62,13 +62,13 @@ class MlflowSweepCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         if not config.tracking.enabled:
             return
+        grid = sweep_grid(config)
+        if grid == []:
+            sys.exit("error: the sweep has no jobs (a swept key with no values?)")
         try:
             experiment_id = ensure_experiment(config.tracking)
         except ConfigError as e:  # nothing can be recorded: stop before any job starts
             sys.exit(f"error: {e}")
-        grid = sweep_grid(config)
-        if grid == []:
-            sys.exit("error: the sweep has no jobs (a swept key with no values?)")
         sweep_id = f"{datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
         run = MlflowClient().create_run(
             experiment_id,
