@@ -62,7 +62,7 @@ class Job:
     threads: int | None
     device: str
     preset: str
-    diverge_factor: float | None = 10.0
+    diverge_factor: float | None = 100.0
 
     @property
     def run_name(self) -> str:

@@ -330,7 +330,9 @@ class MlflowRun:
         """Ends the run `status` with the reason, after writing the epochs logged so far.
         Signals wait meanwhile: a second Ctrl-C cannot leave the run half-ended."""
         with deferred_signals():
-            log.info("%s: ending run %s %s (%s)", self.run.info.run_name, self.run_id, status, reason)
+            log.info(
+                "%s: ending run %s %s (%s)", self.run.info.run_name, self.run_id, status, reason
+            )
             if self.writer is not None:
                 self.writer.drain()  # the epochs logged so far are kept
                 if self.writer.errors and "history" not in reason:
