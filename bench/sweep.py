@@ -60,6 +60,16 @@ def sweep_grid(config: DictConfig) -> list[dict] | None:
 
 class MlflowSweepCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        """Hydra turns a callback's exception into a warning and runs the sweep anyway,
+        without its parent run: any error here stops the sweep in one line instead."""
+        try:
+            self._start(config)
+        except SystemExit:
+            raise
+        except Exception as e:
+            sys.exit(f"error: could not start the sweep's parent run: {one_line(e)}")
+
+    def _start(self, config: DictConfig) -> None:
         if not config.tracking.enabled:
             return
         grid = sweep_grid(config)

@@ -8,6 +8,7 @@ sleep; a SIGSTOP freezes a process where a test needs it to stay put."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -189,20 +190,19 @@ def test_a_second_ctrl_c_while_the_first_is_handled_still_ends_the_run_killed(tm
 
 
 def test_ctrl_c_as_soon_as_the_run_row_exists_ends_it_killed(tmp_path):
+    assert mnist_bench(tmp_path, *TINY).returncode == 0  # the store exists: polling it is safe
     proc = start(tmp_path, "implementation=numpy", "dataset.n_train=1000", "train.epochs=50")
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    experiment_id = client.get_experiment_by_name("mnist-bench").experiment_id
     deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if client.search_runs([client.get_experiment_by_name("mnist-bench").experiment_id]):
-                break
-        except Exception:  # no store or experiment yet
-            pass
+        if len(client.search_runs([experiment_id])) == 2:
+            break
         time.sleep(0.02)
     proc.send_signal(signal.SIGINT)
     out = finish(tmp_path, proc)
     assert proc.returncode == 130, out[-3000:]
-    (run,) = jobs_of(tmp_path)
+    run = max(jobs_of(tmp_path), key=lambda r: r.info.start_time)
     assert run.info.status == "KILLED"
 
 
@@ -430,7 +430,7 @@ def test_a_server_killed_mid_sweep_ends_the_command_in_seconds(tmp_path, mlflow_
     sweep = ["-m", "seed=0,1,2", "implementation=numpy", "dataset.n_train=5000", "train.epochs=300"]
     proc = start(tmp_path, *sweep, uri=uri)
     wait_for(tmp_path, proc, r"epoch 2/300")
-    server.kill()
+    os.killpg(server.pid, signal.SIGKILL)  # the server and its uvicorn workers
     server.wait()
     began = time.monotonic()
     out = finish(tmp_path, proc)
@@ -469,19 +469,8 @@ def test_an_interrupted_joblib_sweep_leaves_nothing_running(tmp_path):
     sweep = ["-m", "seed=0,1", "implementation=numpy", "dataset.n_train=5000", "train.epochs=300",
              "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]  # fmt: skip
     proc = start(tmp_path, *sweep, group=True)
-    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:  # both workers have a run with an epoch in the store
-        try:
-            exp = client.get_experiment_by_name("mnist-bench").experiment_id
-            runs = client.search_runs([exp], "tags.config_hash != ''")
-            if len(runs) == 2 and all(history(r) for r in runs):
-                break
-        except Exception:
-            pass
-        time.sleep(0.2)
-    else:
-        pytest.fail("the workers never logged an epoch")
+    for seed in (0, 1):  # each worker has its run (created before the data is loaded)
+        wait_for(tmp_path, proc, rf"custom-numpy-s{seed}: mnist from")
     os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal reaches the whole group
     out = finish(tmp_path, proc)
     assert proc.returncode == 130, out[-3000:]
@@ -503,7 +492,7 @@ def mlflow_server(tmp_path):
         [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
          "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",
          "--artifacts-destination", str(tmp_path / "server-artifacts")],
-        stdout=log, stderr=subprocess.STDOUT, env=ENV,
+        stdout=log, stderr=subprocess.STDOUT, env=ENV, start_new_session=True,
     )  # fmt: skip
     uri = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + WAIT_S
@@ -517,9 +506,9 @@ def mlflow_server(tmp_path):
         proc.kill()
         pytest.fail("mlflow server did not start: " + (tmp_path / "server.log").read_text()[-2000:])
     yield uri, proc
-    if proc.poll() is None:
-        proc.terminate()
-        proc.wait(timeout=30)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=60)
     log.close()
 
 
