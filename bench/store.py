@@ -47,6 +47,7 @@ log = logging.getLogger("bench")
 # MLflow logs every SQLAlchemy error with its traceback before raising it; the commands
 # report each failure in one line themselves
 logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # one warning per retry
 DEFAULT_URI = "sqlite:///results/mlflow.db"
 SERVER_PROBE_TIMEOUT_S = 5
 BUSY_TIMEOUT_S = 120.0  # tracking.busy_timeout_s: how long a write waits for a locked store

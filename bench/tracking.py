@@ -163,7 +163,8 @@ class HistoryWriter:
     def _loop(self) -> None:
         while (batch := self.queue.get()) is not None:
             try:
-                retrying(self.client.log_batch, self.run_id, metrics=batch, what="epoch")
+                if not self.errors:  # after a failure the store is gone or locked for good
+                    retrying(self.client.log_batch, self.run_id, metrics=batch, what="epoch")
             except Exception as e:
                 self.errors.append(store.one_line(e))
             finally:
@@ -270,6 +271,8 @@ class MlflowRun:
     def epoch_done(self, epoch: int, metrics: dict[str, float]) -> None:
         """Queued, not written: the store's commit (an fsync with SQLite) happens on our
         writer thread while the next epoch trains. finish() and fail() wait for it."""
+        if self.writer.errors:  # stop now, not after every remaining epoch
+            raise HistoryLost(f"per-epoch history could not be written: {self.writer.errors[0]}")
         self.losses.append(metrics["train_loss"])
         now = int(time.time() * 1000)
         for key in metrics:
@@ -335,7 +338,7 @@ class MlflowRun:
             )
             if self.writer is not None:
                 self.writer.drain()  # the epochs logged so far are kept
-                if self.writer.errors and "history" not in reason:
+                if self.writer.errors and "could not be written" not in reason:
                     reason += f" (and part of the history was not stored: {self.writer.errors[0]})"
             self._set_tags({"failure_reason": reason[:MAX_PARAM_VAL_LENGTH]})
             retrying(self.client.set_terminated, self.run_id, status, what="end run")
