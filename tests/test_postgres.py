@@ -145,10 +145,14 @@ def test_two_sweeps_at_once_through_a_server_on_postgres(tmp_path, server_on_pos
 def test_a_sweep_straight_on_postgres(tmp_path, postgres):
     """tracking.uri=postgresql://...: the psycopg driver of the postgres extra is used."""
     where = tmp_path / "direct"
-    cmd = sweep_cmd(where, postgres, "-m", "seed=4,5", *TINY)
+    # its own experiment: the server's experiment keeps its artifacts behind the server
+    cmd = sweep_cmd(where, postgres, "-m", "seed=4,5", *TINY, "tracking.experiment=direct")
     proc = subprocess.run(cmd, cwd=where, env=ENV, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     mlflow.set_tracking_uri(postgres.replace("postgresql://", "postgresql+psycopg://"))
-    runs = mlflow.search_runs(experiment_names=["mnist-bench"], output_format="list")
-    mine = [r for r in runs if r.data.params.get("seed") in ("4", "5")]
-    assert {r.info.status for r in mine} == {"FINISHED"} and len(mine) == 2
+    runs = mlflow.search_runs(experiment_names=["direct"], output_format="list")
+    assert {r.info.status for r in runs} == {"FINISHED"} and len(runs) == 3  # 2 jobs, 1 parent
+    for r in runs:
+        if "sweep_parent" not in r.data.tags:
+            steps = MlflowClient().get_metric_history(r.info.run_id, "train_loss")
+            assert sorted(m.step for m in steps) == [1, 2]
