@@ -153,31 +153,41 @@ def _check_sqlite_file(uri: str, path: Path, create: bool) -> None:
         raise TrackingError(f"tracking.uri={uri}: {parent} is not writable")
 
 
-def _postgres_uri(uri: str) -> str:
-    """postgresql:// with the driver that is installed (psycopg 3 from the postgres extra,
-    else psycopg2); a connection refused in seconds, not after MLflow's minutes of retries."""
+def _sql_uri(uri: str) -> str:
+    """A database URI with a driver that is installed (postgresql://: psycopg 3 from the
+    postgres extra, else psycopg2), whose server accepts a connection within seconds, not
+    after MLflow's minutes of retries."""
     scheme = urlparse(uri).scheme
     if scheme == "postgresql":
-        if importlib.util.find_spec("psycopg2") is not None:
-            scheme = "postgresql+psycopg2"
-        elif importlib.util.find_spec("psycopg") is not None:
-            scheme = "postgresql+psycopg"
+        for driver in ("psycopg2", "psycopg"):
+            if importlib.util.find_spec(driver) is not None:
+                uri = f"postgresql+{driver}" + uri[len("postgresql") :]
+                break
         else:
             raise TrackingError(
-                f"tracking.uri={uri}: no PostgreSQL driver is installed: "
+                f"tracking.uri={_redact(uri)}: no PostgreSQL driver is installed: "
                 "pip install 'mnist-bench[postgres]'"
             )
-        uri = scheme + uri[len("postgresql") :]
-    driver = scheme.partition("+")[2]
-    if driver and importlib.util.find_spec(driver) is None:
-        raise TrackingError(
-            f"tracking.uri={uri}: its driver {driver} is not installed: "
-            "pip install 'mnist-bench[postgres]'"
-        )
     import sqlalchemy
 
     try:
-        engine = sqlalchemy.create_engine(uri, connect_args={"connect_timeout": 5})
+        url = sqlalchemy.engine.make_url(uri)
+        url.get_dialect().import_dbapi()
+    except (ImportError, sqlalchemy.exc.ArgumentError) as e:
+        extra = (
+            "; pip install 'mnist-bench[postgres]' for postgresql://"
+            if scheme.startswith("postgresql")
+            else ""
+        )
+        driver = getattr(e, "name", None) or scheme
+        raise TrackingError(
+            f"tracking.uri={_redact(uri)}: its driver {driver} is not installed{extra}"
+        ) from None
+    connect_args = (
+        {"connect_timeout": 5} if url.get_backend_name() in ("postgresql", "mysql") else {}
+    )
+    try:
+        engine = sqlalchemy.create_engine(uri, connect_args=connect_args)
         with engine.connect():
             pass
         engine.dispose()
@@ -205,21 +215,30 @@ def check_store(uri: str, create: bool) -> str:
         )
     if scheme in ("http", "https"):
         check_server(uri)
-    elif scheme.startswith("postgresql"):
-        uri = _postgres_uri(uri)
+    elif scheme.split("+")[0] in ("postgresql", "mysql", "mssql"):
+        uri = _sql_uri(uri)
     elif (path := sqlite_path(uri)) is not None:
         _check_sqlite_file(uri, path, create)
     return uri
 
 
 @contextlib.contextmanager
-def first_use_lock(uri: str):
-    """Serializes creating and migrating a SQLite store across processes."""
+def first_use_lock(uri: str, required: bool = True):
+    """Serializes creating and migrating a SQLite store across processes. A reader that
+    cannot create the lock file (a read-only folder) goes on without it."""
     path = sqlite_path(uri)
     if path is None:
         yield
         return
-    with FileLock(f"{path}.lock", timeout=max(BUSY_TIMEOUT_S, 60)):
+    lock = f"{path}.lock"
+    try:
+        open(lock, "a").close()  # FileLock would retry a lock it can never create until timeout
+    except OSError as e:
+        if not required:
+            yield
+            return
+        raise TrackingError(f"tracking.uri={uri}: cannot create {lock} ({e.strerror})") from None
+    with FileLock(lock, timeout=max(BUSY_TIMEOUT_S, 60)):
         yield
 
 
@@ -293,7 +312,7 @@ def open_experiment(uri: str, experiment: str) -> str:
     """The id of an experiment a reading command asks for; StoreError when it is not there."""
     uri = open_store(uri)
     try:
-        with first_use_lock(uri):  # an older schema is migrated on first open
+        with first_use_lock(uri, required=False):  # an older schema is migrated on first open
             found = mlflow.get_experiment_by_name(experiment)
     except mlflow.exceptions.MlflowException as e:
         raise TrackingError(f"{_redact(uri)}: {one_line(e)}") from None

@@ -265,7 +265,13 @@ class MlflowRun:
         entry = DatasetInput(
             meta._to_mlflow_entity(), [InputTag(MLFLOW_DATASET_CONTEXT, "training")]
         )
-        retrying(self.client.log_inputs, self.run_id, datasets=[entry])
+        for attempt in range(5):  # MLflow's get-or-create of the dataset row is not atomic:
+            try:  # a job beside this one may create it between the two; the retry finds it
+                retrying(self.client.log_inputs, self.run_id, datasets=[entry])
+                break
+            except Exception as e:
+                if attempt == 4 or "unique constraint" not in str(e).lower():
+                    raise
         self._set_tags({"dataset_digest": dataset.digest, "dataset_source": dataset.source})
 
     def epoch_done(self, epoch: int, metrics: dict[str, float]) -> None:

@@ -374,6 +374,8 @@ def text_db(tmp_path) -> str:
         (lambda p: f"file:{p}/mlruns", "MLflow 3 has no file store"),
         (lambda p: "postgresql+pg8000://u:p@127.0.0.1:1/db", "its driver pg8000 is not installed"),
         (lambda p: f"postgresql://u:p@127.0.0.1:{free_port()}/db", "cannot connect"),
+        (lambda p: "mysql://u:p@127.0.0.1:1/db", "its driver MySQLdb is not installed"),
+        (lambda p: "sqlite:////proc/mlflow.db", "cannot create /proc/mlflow.db.lock"),
     ],
 )
 def test_an_unusable_store_is_refused_in_one_line(tmp_path, make_uri, message):
