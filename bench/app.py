@@ -38,32 +38,39 @@ def run(cfg: DictConfig) -> dict[str, float] | None:
 
     observers = [ConsoleProgress(job)]
     tracker = None
-    if cfg.tracking.enabled:
-        try:
-            if (done := _finished_before(cfg, job)) is not None:
-                return done
-            tracker = _start_run(cfg, job, parallel)
-        except ConfigError as e:  # tracking settings or an unreachable store
-            return _failed(f"error: {e}")
-        observers.append(tracker)
-        view = RunView(job, tracker, cfg.tracking.get("log_model", True))
-        observers.append(view)
+    _handle_sigterm()
     try:
+        if cfg.tracking.enabled:
+            try:
+                if (done := _finished_before(cfg, job)) is not None:
+                    return done
+                tracker = _start_run(cfg, job, parallel)
+            except ConfigError as e:  # tracking settings or an unusable store
+                return _failed(f"error: {e}")
+            view = RunView(job, tracker, cfg.tracking.get("log_model", True))
+            observers += [tracker, view]
         result = run_job(job, observers)
-    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (see Terminated)
         if tracker:
-            tracker.fail(str(e) or "interrupted (SIGINT)", status="KILLED")
+            view.finished(result)  # the MLflow UI's view of the run; never fails the run
+            tracker.finish(result.metrics, result.predictions, result.labels)
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (see Terminated)
+        from bench.tracking import close_open_runs
+
+        close_open_runs(str(e) or "interrupted (SIGINT)", "KILLED")
         raise
     except Exception as e:  # the run must end FAILED with the reason, never stay RUNNING
-        reason = f"{type(e).__name__}: {e}" if not _is_user_error(e) else str(e)
-        if tracker:
-            tracker.fail(reason)
-        if not _is_user_error(e):
+        from bench.tracking import close_open_runs
+
+        user_error = _is_user_error(e)
+        reason = str(e) if user_error else f"{type(e).__name__}: {e}"
+        if _is_store_error(e):  # the store failed under the run: one line, no traceback
+            from bench.store import one_line
+
+            user_error, reason = True, f"tracking store: {one_line(e)}"
+        close_open_runs(reason, "FAILED")
+        if not user_error:
             log.exception("%s failed", job.run_name)
-        return _failed(f"error: {job.run_name}: {reason}")
-    if tracker:
-        view.finished(result)  # the MLflow UI's view of the run; never fails the run
-        tracker.finish(result.metrics, result.predictions, result.labels)
+        return _failed(f"error: {job.run_name}: {' '.join(reason.split())}")
     m = result.metrics
     log.info(
         "%s: test accuracy %.4f, train time %.2fs",
@@ -151,17 +158,34 @@ def _in_sweep() -> bool:
 def _is_user_error(e: Exception) -> bool:
     from bench.data import DataError
     from bench.harness import Diverged
+    from bench.tracking import HistoryLost
     from implementations.spec import SpecError
 
-    return isinstance(e, (ConfigError, DataError, SpecError, Diverged))
+    return isinstance(e, (ConfigError, DataError, SpecError, Diverged, HistoryLost))
+
+
+def _is_store_error(e: Exception) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    return isinstance(e, MlflowException)
 
 
 def _failed(message: str) -> None:
-    from bench.tracking import FAILURES
+    from bench.tracking import record_failure
 
     print(message, file=sys.stderr)
-    FAILURES.append(message)
+    record_failure(message)
     return None
+
+
+def _handle_sigterm() -> None:
+    """SIGTERM ends the run KILLED like Ctrl-C, in the main process and in a launcher's
+    worker process (joblib, submitit) alike, where main() did not run."""
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+            signal.signal(signal.SIGTERM, _terminate)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
@@ -194,14 +218,38 @@ def main() -> None:
     try:
         hydra_main()
     except KeyboardInterrupt as e:
-        if parent := os.environ.get(PARENT_RUN_ENV):  # the sweep stops with its current run
-            from mlflow import MlflowClient
-
-            MlflowClient().set_terminated(parent, "KILLED")
-        print(f"error: {e or 'interrupted (SIGINT)'}", file=sys.stderr)
+        reason = str(e) or "interrupted (SIGINT)"
+        _end_sweep(os.environ.get(PARENT_RUN_ENV), "KILLED", reason)
+        print(f"error: {reason}", file=sys.stderr)
         sys.exit(130)
+    except SystemExit as e:  # Hydra reports an error and exits; a sweep left mid-way fails
+        if e.code not in (None, 0):
+            _end_sweep(os.environ.get(PARENT_RUN_ENV), "FAILED", "the sweep stopped on an error")
+        raise
     if FAILURES:
         sys.exit(1)
+
+
+def _end_sweep(parent: str | None, status: str, reason: str) -> None:
+    """The sweep stops early: its jobs still RUNNING (in worker processes) and its parent end
+    `status`, with the reason as the parent's description; a second signal waits."""
+    if parent is None:
+        return
+    from mlflow import MlflowClient
+
+    from bench.store import end_orphans, one_line, retrying
+    from bench.tracking import deferred_signals
+
+    with deferred_signals():
+        try:
+            ended = end_orphans(parent, status, reason)
+            client = MlflowClient()
+            note = f"{reason}; {len(ended)} running jobs ended {status}" if ended else reason
+            retrying(client.set_tag, parent, "mlflow.note.content", note)
+            retrying(client.set_tag, parent, "failure_reason", reason)
+            retrying(client.set_terminated, parent, status)
+        except Exception as e:  # the store is gone: the parent is reaped as stale later
+            print(f"error: could not end the sweep's parent run: {one_line(e)}", file=sys.stderr)
 
 
 if __name__ == "__main__":

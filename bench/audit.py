@@ -11,13 +11,17 @@ import shlex
 import sys
 
 from mlflow.entities import Run
+from mlflow.exceptions import MlflowException
 
 from bench.store import (
     GridJob,
     StoreError,
+    TrackingError,
     add_store_arguments,
+    check_sweep_id,
     grid_status,
     load_grid,
+    one_line,
     open_experiment,
     reap_stale_runs,
     sweep_parent,
@@ -59,11 +63,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
+        check_sweep_id(args.sweep_id)
         experiment_id = open_experiment(args.tracking_uri, args.experiment)
         reap_stale_runs(experiment_id)  # a dead process's run is a hole, not RUNNING
         parent, jobs, command = audit(experiment_id, args.sweep_id)
-    except StoreError as e:
+    except (StoreError, TrackingError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except MlflowException as e:
+        print(f"error: the store at {args.tracking_uri}: {one_line(e)}", file=sys.stderr)
         return 2
     counts = {s: sum(j.status == s for j in jobs) for s in dict.fromkeys(j.status for j in jobs)}
     summary = ", ".join(f"{n} {s}" for s, n in counts.items())
@@ -72,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         if job.is_hole:
             reason = f"  ({job.reason})" if job.reason else ""
             print(f"  {job.status:<8} {' '.join(job.overrides)}{reason}")
+    if not jobs:
+        print("empty: the sweep's grid has no jobs")
+        return 1
     if command is None:
         print("complete: every job of the grid has a FINISHED run")
         return 0

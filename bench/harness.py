@@ -25,7 +25,10 @@ log = logging.getLogger("bench")
 
 
 class Diverged(RuntimeError):
-    """The loss became NaN or infinite; training stops at that epoch."""
+    """The loss became NaN or infinite, or blew up (see train); training stops at that epoch."""
+
+
+PROBE_SIZE = 5000  # training images that stand in for a validation set in the divergence rule
 
 
 class Observer(Protocol):
@@ -136,11 +139,22 @@ def run_job(job: Job, observers: list[Observer]) -> Result:
 
 
 def train(job: Job, net, s: Splits, observers: list[Observer], impl: Implementation) -> Result:
+    """Divergence: after each epoch, the loss of the network as it stands (on the validation
+    set, else on the first PROBE_SIZE training images) is compared with the same loss of the
+    untrained network; NaN, inf, or more than `train.diverge_factor` times the untrained loss
+    stops the run "diverged". The end-of-epoch loss, not the epoch's mean training loss, so a
+    large first step the network recovers from within the epoch is not divergence."""
     result = Result()
     has_val = len(s.y_val) > 0
+    factor = job.diverge_factor
+    probe = (s.x_val, s.y_val) if has_val else (s.x_train[:PROBE_SIZE], s.y_train[:PROBE_SIZE])
+    untrained = None
     if has_val:
         loss, acc = net.evaluate(s.x_val, s.y_val)
         result.metrics.update(initial_val_loss=loss, initial_val_accuracy=acc)
+        untrained = loss
+    elif factor is not None:
+        untrained = net.evaluate(*probe)[0]
     elapsed = 0.0
     shuffler = Shuffler(s.x_train, s.y_train, job.seed, job.shuffle)
     meter = LoadMeter()
@@ -176,6 +190,14 @@ def train(job: Job, net, s: Splits, observers: list[Observer], impl: Implementat
             o.epoch_done(epoch, m)
         if not math.isfinite(train_loss):
             raise Diverged(f"diverged at epoch {epoch}: train_loss={train_loss}")
+        if factor is not None and untrained is not None and math.isfinite(untrained):
+            key = "val_loss" if has_val else "loss on the first training images"
+            now = m["val_loss"] if has_val else net.evaluate(*probe)[0]
+            if not math.isfinite(now) or now > factor * untrained:
+                raise Diverged(
+                    f"diverged at epoch {epoch}: {key} {now:.4g} > {factor:g} x the untrained "
+                    f"{untrained:.4g} (train.diverge_factor)"
+                )
     if has_val:  # the objective a tuning sweep maximizes (never the test set)
         result.metrics["final_val_accuracy"] = result.history[-1]["val_accuracy"]
     return result

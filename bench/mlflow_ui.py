@@ -14,7 +14,6 @@ import json
 import os
 import sys
 
-import mlflow
 from mlflow import MlflowClient
 from mlflow.data.http_dataset_source import HTTPDatasetSource
 from mlflow.data.meta_dataset import MetaDataset
@@ -213,13 +212,6 @@ def dataset_input(dataset, cfg: DictConfig) -> tuple[SplitDataset, dict[str, str
     tags = {"splits": f"train={sizes['train']} validation={sizes['validation']} "
             f"test={sizes['test']}", "sha256": dataset.digest}  # fmt: skip
     return ds, tags
-
-
-def log_dataset(dataset, cfg: DictConfig) -> None:
-    """Logs the dataset input of the active run, and its full digest and source as tags."""
-    ds, tags = dataset_input(dataset, cfg)
-    mlflow.log_input(ds, context="training", tags=tags)
-    mlflow.set_tags({"dataset_digest": dataset.digest, "dataset_source": dataset.source})
 
 
 # --- `make ui`

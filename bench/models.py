@@ -46,18 +46,23 @@ def framework_model(job, net):
     return export(net) if export else None
 
 
-def log_model(job, net) -> str:
+def log_model(job, net, run_id: str, experiment_id: str) -> str:
     """Logs the job's trained model to the active run; returns its model id. MLflow's advice
     to give an input example (validating it would load the model again) stays out of the
     sweep's console: the signature is given."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", r".*(input example|input_example)", UserWarning)
-        return _log_model(job, net)
+        return _log_model(job, net, run_id, experiment_id)
 
 
-def _log_model(job, net) -> str:
+def _log_model(job, net, run_id: str, experiment_id: str) -> str:
+    """The model, linked to the job's run by id (the run is written through a client, never
+    as MLflow's active run, so an interrupted job cannot be closed FINISHED behind our back)."""
     params = {"implementation": job.implementation, "seed": job.seed, "preset": job.preset}
+    model_id = mlflow.initialize_logged_model(
+        name=MODEL_NAME, source_run_id=run_id, experiment_id=experiment_id, params=params
+    ).model_id
     native = framework_model(job, net)
     if native is not None and type(native).__module__.startswith("keras"):
         info = mlflow.keras.log_model(
@@ -65,7 +70,7 @@ def _log_model(job, net) -> str:
             name=MODEL_NAME,
             signature=signature(job),
             pip_requirements=_requirements("keras", "tensorflow", "numpy"),
-            params=params,
+            model_id=model_id,
         )
         return info.model_id
     with tempfile.TemporaryDirectory() as tmp:
@@ -87,6 +92,6 @@ def _log_model(job, net) -> str:
             artifacts={"weights": str(weights), "meta": str(meta)},
             signature=signature(job),
             pip_requirements=_requirements("mlflow", "numpy"),
-            params=params,
+            model_id=model_id,
         )
     return info.model_id

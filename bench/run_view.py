@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import time
 
-import mlflow
 import numpy as np
 import pandas as pd
 
@@ -159,7 +158,7 @@ class RunView:
             reason = f"{type(e).__name__}: {e}".splitlines()[0][:500]
             log.warning("%s: the run's MLflow view is incomplete: %s", self.job.run_name, reason)
             try:
-                mlflow.set_tag("run_view_error", reason)
+                self.tracker.client.set_tag(self.tracker.run_id, "run_view_error", reason)
             except Exception:  # noqa: BLE001
                 pass
 
@@ -168,32 +167,44 @@ class RunView:
         from pathlib import Path
 
         import matplotlib.pyplot as plt
+        from mlflow.entities import Metric
 
         start = time.perf_counter()
         job, m = self.job, result.metrics
+        client, run_id = self.tracker.client, self.tracker.run_id  # the job's run, by id
         describe_experiment(self.tracker.experiment_id)
-        mlflow.set_tag("mlflow.note.content", description(job, m, self.n_train))
-        finals = {f"final/{k}": float(m[k]) for k in FINAL if k in m and np.isfinite(m[k])}
-        mlflow.log_metrics(finals)
-        for step, h in enumerate(result.history, 1):
-            curves = {f"epoch/{k}": float(h[k]) for k in CURVES if k in h and np.isfinite(h[k])}
-            mlflow.log_metrics(curves, step=step)
+        client.set_tag(run_id, "mlflow.note.content", description(job, m, self.n_train))
+        now = int(time.time() * 1000)
+        metrics = [
+            Metric(f"final/{k}", float(m[k]), now, 0) for k in FINAL if k in m and np.isfinite(m[k])
+        ]
+        metrics += [
+            Metric(f"epoch/{k}", float(h[k]), now, step)
+            for step, h in enumerate(result.history, 1)
+            for k in CURVES
+            if k in h and np.isfinite(h[k])
+        ]
+        for i in range(0, len(metrics), 1000):  # MLflow's batch limit
+            client.log_batch(run_id, metrics=metrics[i : i + 1000])
         costs = {"overhead/metrics_s": time.perf_counter() - start}
 
         start = time.perf_counter()
         predicted, labels = result.predictions, result.labels
-        mlflow.log_table(per_class_table(predicted, labels), "tables/per_class_accuracy.json")
+        client.log_table(
+            run_id, per_class_table(predicted, labels), "tables/per_class_accuracy.json"
+        )
         figures = {
             "figures/learning_curves.png": learning_curves(job, result.history),
             "figures/confusion_matrix.png": confusion_matrix(job, predicted, labels),
         }
         for path, fig in figures.items():
-            mlflow.log_figure(fig, path)
+            client.log_figure(run_id, fig, path)
             plt.close(fig)
         if self.images is not None and (predicted != labels).any():
             with tempfile.TemporaryDirectory() as tmp:
                 png = misclassified(job, self.images, labels, predicted, Path(tmp) / "m.png")
-                mlflow.log_artifact(str(png.rename(png.with_name("misclassified.png"))), "figures")
+                png = png.rename(png.with_name("misclassified.png"))
+                client.log_artifact(run_id, str(png), "figures")
         costs["overhead/figures_s"] = time.perf_counter() - start
 
         network = getattr(result, "network", None)
@@ -201,7 +212,7 @@ class RunView:
             from bench.models import log_model
 
             start = time.perf_counter()
-            model_id = log_model(job, network)
+            model_id = log_model(job, network, run_id, self.tracker.experiment_id)
             costs["overhead/model_s"] = time.perf_counter() - start
-            mlflow.set_tag("model_id", model_id)
-        mlflow.log_metrics(costs)
+            client.set_tag(run_id, "model_id", model_id)
+        client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in costs.items()])

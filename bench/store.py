@@ -1,30 +1,66 @@
 """The MLflow store: where it is, opening it, and every query the commands make of it (runs of
 a config, a sweep's parent and grid, the run standing for each grid job, per-epoch histories).
-Writing a job's run is bench.tracking's; the sweep's parent run is bench.sweep's."""
+Writing a job's run is bench.tracking's; the sweep's parent run is bench.sweep's.
+
+Opening a store checks it first, in seconds and in one line: an http(s) server must answer, a
+PostgreSQL server must accept a connection and its driver be installed, a SQLite file must be
+a SQLite database in a directory that can hold it (never in memory: it would keep nothing).
+Commands that only read a store never create one. The first use of a SQLite file (creating its
+tables, migrating them, creating the experiment) holds a file lock beside it, so sweeps started
+together never race on the schema. Writes to a SQLite store that another process holds locked
+are retried for `tracking.busy_timeout_s` seconds."""
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+import logging
 import os
 import re
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-import mlflow
-import pandas as pd
-import psutil
-from mlflow import MlflowClient
-from mlflow.entities import Run
-from omegaconf import DictConfig
+# MLflow's HTTP client retries a dead server with backoff for minutes (7 retries, 120 s
+# timeouts): a few seconds is enough to tell a dead server from a busy one.
+for _key, _value in (
+    ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"),
+    ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1"),
+    ("MLFLOW_HTTP_REQUEST_TIMEOUT", "30"),
+    ("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false"),
+):
+    os.environ.setdefault(_key, _value)
 
-from bench.settings import ConfigError
+import mlflow  # noqa: E402
+import pandas as pd  # noqa: E402
+import psutil  # noqa: E402
+from filelock import FileLock  # noqa: E402
+from mlflow import MlflowClient  # noqa: E402
+from mlflow.entities import Run  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
 
+from bench.settings import ConfigError  # noqa: E402
+
+log = logging.getLogger("bench")
+# MLflow logs every SQLAlchemy error with its traceback before raising it; the commands
+# report each failure in one line themselves
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # one warning per retry
 DEFAULT_URI = "sqlite:///results/mlflow.db"
 SERVER_PROBE_TIMEOUT_S = 5
-SCHEMES = ("", "file", "sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")
+BUSY_TIMEOUT_S = 120.0  # tracking.busy_timeout_s: how long a write waits for a locked store
+SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")
+ALLOWED = (
+    "sqlite:///FILE, http(s)://HOST:PORT (an MLflow server), "
+    "postgresql://USER:PASS@HOST:PORT/DB (the postgres extra)"
+)
 GRID_ARTIFACT = "sweep_grid.json"
 MISSING = "MISSING"
+SWEEP_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+SQLITE_MAGIC = b"SQLite format 3\x00"
+_BUSY = ("database is locked", "database is busy", "database table is locked")
 
 
 class TrackingError(ConfigError):
@@ -49,6 +85,13 @@ def tracking_uri(tracking: DictConfig) -> str:
     return tracking.uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
 
 
+def one_line(e: BaseException) -> str:
+    """An exception's message as one line, without MLflow's trailing pointers nor the SQL
+    statement SQLAlchemy quotes."""
+    text = re.split(r"\. See |\[SQL: |\(Background on this error", str(e))[0]
+    return " ".join(text.split())[:300] or type(e).__name__
+
+
 def check_server(uri: str) -> None:
     """An http(s) store must answer within seconds: MLflow's own client retries a dead server
     with backoff for minutes before it gives up."""
@@ -65,44 +108,224 @@ def check_server(uri: str) -> None:
         ) from None
 
 
-def ensure_experiment(tracking: DictConfig) -> str:
-    """Sets the tracking URI and returns the experiment id, creating store and experiment."""
-    uri = tracking_uri(tracking)
-    scheme = urlparse(uri).scheme
-    if scheme not in SCHEMES and not re.fullmatch(r"[a-zA-Z]", scheme):  # C:\ on Windows
+def sqlite_path(uri: str) -> Path | None:
+    """The file of a sqlite:/// URI (None for other schemes); in-memory stores are refused."""
+    if urlparse(uri).scheme != "sqlite":
+        return None
+    path = uri.removeprefix("sqlite://")
+    path = path.split("?", 1)[0]
+    if path in ("", "/", "/:memory:") or path.startswith("/file::memory:"):
         raise TrackingError(
-            f"tracking.uri={uri}: unsupported scheme {scheme!r}; allowed: sqlite:///FILE, "
-            "http(s)://HOST:PORT (an MLflow server), a directory or file:DIR, postgresql://, mysql://"
+            f"tracking.uri={uri}: an in-memory SQLite store keeps nothing after the job; "
+            "give a file: sqlite:///results/mlflow.db"
+        )
+    if not path.startswith("/"):
+        raise TrackingError(f"tracking.uri={uri}: expected sqlite:///FILE (three slashes)")
+    return Path(path[1:])  # sqlite:///rel/x.db -> rel/x.db, sqlite:////abs/x.db -> /abs/x.db
+
+
+def _check_sqlite_file(uri: str, path: Path, create: bool) -> None:
+    if path.is_dir():
+        raise TrackingError(f"tracking.uri={uri}: {path} is a directory, not a SQLite file")
+    if path.exists():
+        try:
+            with open(path, "rb") as f:
+                head = f.read(len(SQLITE_MAGIC))
+        except OSError as e:
+            raise TrackingError(f"tracking.uri={uri}: cannot read {path} ({e.strerror})") from None
+        if head and head != SQLITE_MAGIC:
+            raise TrackingError(f"tracking.uri={uri}: {path} is not a SQLite database")
+        if not os.access(path, os.W_OK) and create:
+            raise TrackingError(f"tracking.uri={uri}: {path} is not writable")
+        return
+    if not create:
+        raise StoreError(f"no MLflow store at {uri} ({path} does not exist)")
+    parent = path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise TrackingError(
+            f"tracking.uri={uri}: cannot create {path}: a parent of it is a file"
+        ) from None
+    except OSError as e:
+        raise TrackingError(f"tracking.uri={uri}: cannot create {parent} ({e.strerror})") from None
+    if not os.access(parent, os.W_OK):
+        raise TrackingError(f"tracking.uri={uri}: {parent} is not writable")
+
+
+def _sql_uri(uri: str) -> str:
+    """A database URI with a driver that is installed (postgresql://: psycopg 3 from the
+    postgres extra, else psycopg2), whose server accepts a connection within seconds, not
+    after MLflow's minutes of retries."""
+    scheme = urlparse(uri).scheme
+    if scheme == "postgresql":
+        for driver in ("psycopg2", "psycopg"):
+            if importlib.util.find_spec(driver) is not None:
+                uri = f"postgresql+{driver}" + uri[len("postgresql") :]
+                break
+        else:
+            raise TrackingError(
+                f"tracking.uri={_redact(uri)}: no PostgreSQL driver is installed: "
+                "pip install 'mnist-bench[postgres]'"
+            )
+    import sqlalchemy
+
+    try:
+        url = sqlalchemy.engine.make_url(uri)
+        url.get_dialect().import_dbapi()
+    except (ImportError, sqlalchemy.exc.ArgumentError) as e:
+        extra = (
+            "; pip install 'mnist-bench[postgres]' for postgresql://"
+            if scheme.startswith("postgresql")
+            else ""
+        )
+        driver = getattr(e, "name", None) or scheme
+        raise TrackingError(
+            f"tracking.uri={_redact(uri)}: its driver {driver} is not installed{extra}"
+        ) from None
+    connect_args = (
+        {"connect_timeout": 5} if url.get_backend_name() in ("postgresql", "mysql") else {}
+    )
+    try:
+        engine = sqlalchemy.create_engine(uri, connect_args=connect_args)
+        with engine.connect():
+            pass
+        engine.dispose()
+    except Exception as e:  # the driver's own error types
+        reason = one_line(getattr(e, "orig", None) or e)
+        raise TrackingError(f"tracking.uri={_redact(uri)}: cannot connect ({reason})") from None
+    return uri
+
+
+def _redact(uri: str) -> str:
+    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", uri)
+
+
+def check_store(uri: str, create: bool) -> str:
+    """Checks the store a URI names and returns the URI MLflow gets; TrackingError (or, for a
+    read that finds no store, StoreError) in one line."""
+    scheme = urlparse(uri).scheme
+    if scheme in ("", "file"):
+        raise TrackingError(
+            f"tracking.uri={uri}: MLflow 3 has no file store any more; allowed: {ALLOWED}"
+        )
+    if scheme.split("+")[0] not in SCHEMES:
+        raise TrackingError(
+            f"tracking.uri={uri}: unsupported scheme {scheme!r}; allowed: {ALLOWED}"
         )
     if scheme in ("http", "https"):
         check_server(uri)
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    elif scheme.split("+")[0] in ("postgresql", "mysql", "mssql"):
+        uri = _sql_uri(uri)
+    elif (path := sqlite_path(uri)) is not None:
+        _check_sqlite_file(uri, path, create)
+    return uri
+
+
+@contextlib.contextmanager
+def first_use_lock(uri: str, required: bool = True):
+    """Serializes creating and migrating a SQLite store across processes. A reader that
+    cannot create the lock file (a read-only folder) goes on without it."""
+    path = sqlite_path(uri)
+    if path is None:
+        yield
+        return
+    lock = f"{path}.lock"
+    try:
+        open(lock, "a").close()  # FileLock would retry a lock it can never create until timeout
+    except OSError as e:
+        if not required:
+            yield
+            return
+        raise TrackingError(f"tracking.uri={uri}: cannot create {lock} ({e.strerror})") from None
+    with FileLock(lock, timeout=max(BUSY_TIMEOUT_S, 60)):
+        yield
+
+
+def is_busy(e: BaseException) -> bool:
+    """A SQLite store locked by another writer: worth waiting for."""
+    return any(s in str(e) for s in _BUSY)
+
+
+def retrying(fn, *args, what: str = "write", **kwargs):
+    """fn(*args, **kwargs), retried while the store is busy (SQLite locked by another writer)
+    for up to BUSY_TIMEOUT_S; other errors are raised at once."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    delay = 0.2
+    while True:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as e:
+            if not is_busy(e) or time.monotonic() + delay > deadline:
+                raise
+            log.debug("store busy (%s), retrying in %.1fs", what, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def ensure_experiment(tracking: DictConfig) -> str:
+    """Sets the tracking URI and returns the experiment id, creating store and experiment."""
+    global BUSY_TIMEOUT_S
+    busy = tracking.get("busy_timeout_s", BUSY_TIMEOUT_S)
+    if isinstance(busy, bool) or not isinstance(busy, (int, float)) or not 0 <= busy <= 86400:
+        raise ConfigError(f"tracking.busy_timeout_s={busy!r} must be a number of seconds >= 0")
+    BUSY_TIMEOUT_S = float(busy)
+    name = tracking.experiment
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"tracking.experiment={name!r} must be a non-empty name")
+    given = tracking_uri(tracking)
+    uri = check_store(given, create=True)
     mlflow.set_tracking_uri(uri)
     try:
-        experiment = mlflow.get_experiment_by_name(tracking.experiment)
-    except mlflow.exceptions.MlflowException as e:
-        message = str(e).split(". See ")[0].replace("\n", " ")
-        raise TrackingError(f"tracking.uri={uri}: {message}") from None
-    if experiment is not None:
+        with first_use_lock(uri):
+            experiment = retrying(mlflow.get_experiment_by_name, name)
+            if experiment is None:
+                location = None
+                if not uri.startswith(("http://", "https://")):
+                    location = Path(tracking.artifact_root).resolve().as_uri()
+                try:
+                    return retrying(mlflow.create_experiment, name, artifact_location=location)
+                except mlflow.exceptions.MlflowException:  # another writer created it first
+                    experiment = mlflow.get_experiment_by_name(name)
+                    if experiment is None:
+                        raise
+        if experiment.lifecycle_stage != "active":
+            raise TrackingError(
+                f"tracking.experiment={name!r} is deleted in {given}; restore it "
+                "(`mlflow experiments restore`) or choose another name"
+            )
         reap_stale_runs(experiment.experiment_id)
         return experiment.experiment_id
-    location = None
-    if not uri.startswith(("http://", "https://")):
-        location = Path(tracking.artifact_root).resolve().as_uri()
-    try:
-        return mlflow.create_experiment(tracking.experiment, artifact_location=location)
-    except mlflow.exceptions.MlflowException:  # another writer created it first
-        return mlflow.get_experiment_by_name(tracking.experiment).experiment_id
+    except (mlflow.exceptions.MlflowException, OSError) as e:
+        raise TrackingError(f"tracking.uri={_redact(given)}: {one_line(e)}") from None
+
+
+def open_store(uri: str) -> str:
+    """For the commands that only read: check the store as the job does, never create it;
+    TrackingError or StoreError in one line. Returns the URI set for MLflow."""
+    uri = check_store(uri, create=False)
+    mlflow.set_tracking_uri(uri)
+    return uri
 
 
 def open_experiment(uri: str, experiment: str) -> str:
     """The id of an experiment a reading command asks for; StoreError when it is not there."""
-    mlflow.set_tracking_uri(uri)
-    found = mlflow.get_experiment_by_name(experiment)
+    uri = open_store(uri)
+    try:
+        with first_use_lock(uri, required=False):  # an older schema is migrated on first open
+            found = mlflow.get_experiment_by_name(experiment)
+    except mlflow.exceptions.MlflowException as e:
+        raise TrackingError(f"{_redact(uri)}: {one_line(e)}") from None
     if found is None:
-        raise StoreError(f"experiment {experiment!r} not found at {uri}")
+        raise StoreError(f"experiment {experiment!r} not found at {_redact(uri)}")
     return found.experiment_id
+
+
+def check_sweep_id(sweep_id: str | None) -> None:
+    if sweep_id is not None and not SWEEP_ID.fullmatch(sweep_id):
+        raise StoreError(
+            f"--sweep-id={sweep_id!r} is not a sweep id (letters, digits, '.', '_', '-')"
+        )
 
 
 # --- runs and their owners
@@ -123,8 +346,8 @@ def reap_stale_runs(experiment_id: str) -> list[str]:
     for run in client.search_runs([experiment_id], "attributes.status = 'RUNNING'"):
         tags = run.data.tags
         if tags.get("host") == socket.gethostname() and not owner_alive(tags):
-            client.set_tag(run.info.run_id, "failure_reason", "stale: process gone")
-            client.set_terminated(run.info.run_id, "FAILED")
+            retrying(client.set_tag, run.info.run_id, "failure_reason", "stale: process gone")
+            retrying(client.set_terminated, run.info.run_id, "FAILED")
             reaped.append(run.info.run_name)
     return reaped
 
@@ -140,8 +363,8 @@ def config_runs(experiment_id: str, identity: str, finished_only: bool = False) 
 
 
 def finished_runs(experiment_id: str, identity: str) -> list[Run]:
-    """FINISHED runs of one config, newest first."""
-    return config_runs(experiment_id, identity, finished_only=True)
+    """Complete FINISHED runs of one config (is_complete), newest first."""
+    return [r for r in config_runs(experiment_id, identity, finished_only=True) if is_complete(r)]
 
 
 def metric_values(run_id: str, key: str) -> list[float]:
@@ -167,6 +390,30 @@ def runs_frame(experiment_id: str, filter_string: str | None = None) -> pd.DataF
     return mlflow.search_runs([experiment_id], filter_string=filter_string or "")
 
 
+def end_orphans(parent_id: str, status: str, reason: str, wait_s: float = 15) -> list[str]:
+    """Children of a sweep's parent still RUNNING once the sweep stops: their processes get
+    wait_s to end them (a joblib or submitit worker ends its run KILLED itself); any still
+    RUNNING after that end with `status` and the reason."""
+    client = MlflowClient()
+    parent = client.get_run(parent_id)
+    where = f"tags.mlflow.parentRunId = '{parent_id}' and attributes.status = 'RUNNING'"
+    running = client.search_runs([parent.info.experiment_id], where)
+    procs = []
+    for run in running:
+        tags = run.data.tags
+        if tags.get("host") == socket.gethostname() and owner_alive(tags):
+            with contextlib.suppress(psutil.Error, ValueError):
+                procs.append(psutil.Process(int(tags["pid"])))
+    if procs:
+        psutil.wait_procs(procs, timeout=wait_s)
+    ended = []
+    for run in client.search_runs([parent.info.experiment_id], where):
+        retrying(client.set_tag, run.info.run_id, "failure_reason", reason)
+        retrying(client.set_terminated, run.info.run_id, status)
+        ended.append(run.info.run_name)
+    return ended
+
+
 # --- sweeps
 
 
@@ -174,7 +421,7 @@ def runs_frame(experiment_id: str, filter_string: str | None = None) -> pd.DataF
 class GridJob:
     overrides: list[str]
     config_hash: str
-    status: str = MISSING  # FINISHED, FAILED, KILLED, RUNNING or MISSING
+    status: str = MISSING  # FINISHED, FAILED, KILLED, RUNNING, INCOMPLETE or MISSING
     run_id: str | None = None
     reason: str = ""
 
@@ -183,8 +430,20 @@ class GridJob:
         return self.status != "FINISHED"
 
 
+def is_complete(run: Run) -> bool:
+    """FINISHED with everything a finished job logs: its final metrics, and (runs of this
+    version) the tag saying its per-epoch history was read back whole before it ended. A run
+    an interrupted older version left FINISHED with part of its metrics is a hole."""
+    return (
+        run.info.status == "FINISHED"
+        and "test_accuracy" in run.data.metrics
+        and run.data.tags.get("history_verified", "true") == "true"
+    )
+
+
 def sweep_parent(experiment_id: str, sweep_id: str | None = None) -> Run:
     """The sweep's parent run: the given sweep id, else the latest sweep."""
+    check_sweep_id(sweep_id)
     where = "tags.sweep_parent = 'true'"
     if sweep_id:
         where += f" and tags.sweep_id = '{sweep_id}'"
@@ -212,11 +471,13 @@ def grid_status(experiment_id: str, parent: Run, grid: dict) -> list[GridJob]:
     for entry in grid["jobs"]:
         job = GridJob(entry["overrides"], entry["config_hash"])
         runs = config_runs(experiment_id, job.config_hash)
-        finished = [r for r in runs if r.info.status == "FINISHED"]
+        finished = [r for r in runs if is_complete(r)]
         own = [r for r in finished if r.data.tags.get("sweep_id") == sweep_id]
         best = (own or finished or runs or [None])[0]
         if best is not None:
             job.status, job.run_id = best.info.status, best.info.run_id
             job.reason = best.data.tags.get("failure_reason", "")
+            if job.status == "FINISHED" and not is_complete(best):
+                job.status, job.reason = "INCOMPLETE", "FINISHED without all its metrics"
         jobs.append(job)
     return jobs

@@ -155,7 +155,10 @@ def publish(uri: str, experiment: str, sweep_id: str, report_dir: Path | None = 
     client = MlflowClient()
     describe_experiment(experiment_id)
     command = parent.data.tags.get("sweep_command", "")
-    client.set_tag(parent_id, "mlflow.note.content", note(sweep_id, command, rows, v, s))
+    text = note(sweep_id, command, rows, v, s)
+    if outcome := parent.data.tags.get("sweep_outcome"):  # the jobs' count, set at its end
+        text = text.replace("\n", f"\n\n**Outcome:** {outcome}\n", 1)
+    client.set_tag(parent_id, "mlflow.note.content", text)
     now = get_current_time_millis()
     metrics = [Metric(k, val, now, 0) for k, val in verdict_metrics(v).items()]
     logged = parent.data.params

@@ -1,34 +1,52 @@
 """MLflow: one run per job, by hand from the harness (no autolog: it would cover one framework).
 
-Params are the whole resolved config; per-epoch metrics go in one batched call per epoch;
-a failed job's run ends FAILED (KILLED for Ctrl-C) with the reason in a tag, keeping
-whatever it had logged.
+Params are the whole resolved config; per-epoch metrics go in one batched call per epoch,
+written by a thread of ours while the next epoch trains, retried while the store is busy.
+A run ends FINISHED only after its whole per-epoch history has been read back from the
+store; otherwise it ends FAILED (KILLED for Ctrl-C/SIGTERM) with the reason in a tag,
+keeping whatever it had logged. Runs are written through MlflowClient, never MLflow's
+fluent "active run": MLflow ends an active run FINISHED from its exit handler, whatever
+interrupted it. A run this process leaves open is ended by close_open_runs (the app's
+handlers, and an exit handler of ours that ends it FAILED).
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import hashlib
 import json
+import logging
 import os
+import queue
+import signal
 import socket
+import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import psutil
 from mlflow import MlflowClient
+from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
+from mlflow.tracking.context.registry import resolve_tags
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_PARENT_RUN_ID
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 from omegaconf import DictConfig, OmegaConf
 
+from bench import store
 from bench.data import Dataset
-from bench.mlflow_ui import log_dataset, uniform_params
+from bench.mlflow_ui import dataset_input, uniform_params
 from bench.settings import ConfigError
-from bench.store import ensure_experiment, finished_runs, metric_values
+from bench.store import ensure_experiment, finished_runs, metric_values, retrying
 
 PARENT_RUN_ENV = "MNIST_BENCH_PARENT_RUN_ID"
 SWEEP_ID_ENV = "MNIST_BENCH_SWEEP_ID"
+FAILURES_FILE_ENV = "MNIST_BENCH_FAILURES_FILE"  # a sweep's jobs append what did not finish
 FAILURES: list[str] = []  # jobs of this process (and sweeps) that did not finish
+log = logging.getLogger("bench")
 REPEAT_TOLERANCE = 1e-4  # relative loss difference still called `tolerance`, not `divergent`
 
 
@@ -63,11 +81,12 @@ def job_config(cfg: DictConfig) -> dict:
 
 def config_hash(cfg: DictConfig) -> str:
     """Stable identity of what a run computes: the config without tracking settings, without
-    what a sweeper optimizes, and without where the data is read from (the dataset digest tag
-    says what it was)."""
+    what a sweeper optimizes, without where the data is read from (the dataset digest tag
+    says what it was), and without the divergence threshold (it judges, computes nothing)."""
     body = {k: v for k, v in job_config(cfg).items() if k not in ("tracking", "optimized_metric")}
     for key in ("data_dir", "download"):
         body.get("dataset", {}).pop(key, None)
+    body.get("train", {}).pop("diverge_factor", None)
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -94,6 +113,98 @@ def compare_repeat(losses: list[float], earlier: list[float]) -> tuple[str, floa
     return ("tolerance" if diff <= REPEAT_TOLERANCE else "divergent"), diff
 
 
+class HistoryLost(RuntimeError):
+    """Part of a run's per-epoch history is not in the store; the run cannot end FINISHED."""
+
+
+@contextlib.contextmanager
+def deferred_signals():
+    """Ctrl-C and SIGTERM wait until the block is done, so a run row is never created
+    without being registered, nor ended half-way. A signal that came meanwhile is raised
+    after the block (unless the block is already raising)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    sigs = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, lambda signum, frame: pending.append(signum)) for s in sigs}
+    raised = True
+    try:
+        yield
+        raised = False
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if pending and not raised:
+            handler = previous[pending[0]]
+            if callable(handler):
+                handler(pending[0], None)
+            elif handler != signal.SIG_IGN:
+                raise KeyboardInterrupt
+
+
+class HistoryWriter:
+    """Writes each epoch's metrics from a thread while the next epoch trains (an SQLite
+    commit is an fsync), retrying while the store is busy; `drain` waits until all is
+    written and says what was not."""
+
+    def __init__(self, client: MlflowClient, run_id: str):
+        self.client, self.run_id = client, run_id
+        self.queue: queue.Queue = queue.Queue()
+        self.errors: list[str] = []
+        self.thread = threading.Thread(target=self._loop, name="mnist-bench-history", daemon=True)
+        self.thread.start()
+
+    def put(self, metrics: list[Metric]) -> None:
+        self.queue.put(metrics)
+
+    def _loop(self) -> None:
+        while (batch := self.queue.get()) is not None:
+            try:
+                if not self.errors:  # after a failure the store is gone or locked for good
+                    retrying(self.client.log_batch, self.run_id, metrics=batch, what="epoch")
+            except Exception as e:
+                self.errors.append(store.one_line(e))
+            finally:
+                self.queue.task_done()
+        self.queue.task_done()
+
+    def drain(self) -> None:
+        if self.thread.is_alive():
+            self.queue.put(None)
+            self.thread.join()
+
+
+OPEN_RUNS: dict[str, MlflowRun] = {}  # runs this process created and has not ended
+
+
+def close_open_runs(reason: str, status: str) -> None:
+    """End every run this process left open (an interrupt or an error while it was being
+    created, trained or finished) with `status` and the reason; never raises."""
+    for run in list(OPEN_RUNS.values()):
+        try:
+            run.fail(reason, status)
+        except Exception as e:  # the store itself is gone: the run is reaped as stale later
+            OPEN_RUNS.pop(run.run_id, None)
+            print(f"error: could not end run {run.run_id} {status}: {store.one_line(e)}",
+                  file=sys.stderr)  # fmt: skip
+
+
+@atexit.register
+def _exit_handler() -> None:
+    if OPEN_RUNS:
+        close_open_runs("the process exited before the run ended", "FAILED")
+
+
+def record_failure(message: str) -> None:
+    """A job that did not finish: in this process's list, and in the sweep's failure file
+    (a joblib or submitit worker's list is not the sweep process's)."""
+    FAILURES.append(message)
+    if path := os.environ.get(FAILURES_FILE_ENV):
+        with contextlib.suppress(OSError), open(path, "a") as f:
+            f.write(" ".join(message.split()) + "\n")
+
+
 class MlflowRun:
     """The MLflow side of one job; the app ends it with finish() or fail(), never leaves it
     RUNNING."""
@@ -101,48 +212,109 @@ class MlflowRun:
     def __init__(self, cfg: DictConfig, run_name: str, tags: dict[str, str]):
         self.cfg = cfg
         self.experiment_id = ensure_experiment(cfg.tracking)
+        self.client = MlflowClient()
         self.identity = config_hash(cfg)
         self.losses: list[float] = []
+        self.history: dict[str, list[int]] = {}  # metric key -> steps logged
+        self.writer: HistoryWriter | None = None
         parent = os.environ.get(PARENT_RUN_ENV)
         tags = {**tags, **process_tags(), "config_hash": self.identity}
         if sweep_id := os.environ.get(SWEEP_ID_ENV):
             tags["sweep_id"] = sweep_id
-        self.run = mlflow.start_run(
-            experiment_id=self.experiment_id,
-            run_name=run_name,
-            parent_run_id=parent or None,
-            tags=tags,
-        )
+        if parent:
+            tags[MLFLOW_PARENT_RUN_ID] = parent
+        with deferred_signals():  # the row and its registration, or neither
+            self.run = retrying(
+                self.client.create_run,
+                self.experiment_id,
+                run_name=run_name,
+                tags=resolve_tags(tags),
+                what="create run",
+            )
+            self.run_id = self.run.info.run_id
+            OPEN_RUNS[self.run_id] = self
+        self.writer = HistoryWriter(self.client, self.run_id)
         self._log_config()
+
+    def _batch(self, metrics=(), params=(), tags=()) -> None:
+        retrying(self.client.log_batch, self.run_id, metrics=metrics, params=params, tags=tags)
+
+    def _set_tags(self, tags: dict[str, str]) -> None:
+        self._batch(tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def _log_config(self) -> None:
         params = uniform_params(flatten(job_config(self.cfg)))
         long = sorted(k for k, v in params.items() if len(v) > MAX_PARAM_VAL_LENGTH)
-        mlflow.log_params({k: v for k, v in params.items() if k not in long})
+        items = [Param(k, v) for k, v in params.items() if k not in long]
+        for i in range(0, len(items), 100):  # MLflow's limit per batch
+            self._batch(params=items[i : i + 100])
         if long:  # too long for a param: the config artifact holds them whole
-            mlflow.set_tag("params_in_config_artifact", ",".join(long))
-        mlflow.log_text(OmegaConf.to_yaml(job_config(self.cfg)), "config.yaml")
+            self._set_tags({"params_in_config_artifact": ",".join(long)})
+        retrying(
+            self.client.log_text,
+            self.run_id,
+            OmegaConf.to_yaml(job_config(self.cfg)),
+            "config.yaml",
+        )
 
     def data_loaded(self, dataset: Dataset) -> None:
-        log_dataset(dataset, self.cfg)  # with its splits; full digest and source as tags
+        ds, input_tags = dataset_input(dataset, self.cfg)  # named with its splits
+        tags = [InputTag(MLFLOW_DATASET_CONTEXT, "training")]
+        tags += [InputTag(k, str(v)) for k, v in input_tags.items() if k != MLFLOW_DATASET_CONTEXT]
+        entry = DatasetInput(ds._to_mlflow_entity(), tags)
+        for attempt in range(5):  # MLflow's get-or-create of the dataset row is not atomic:
+            try:  # a job beside this one may create it between the two; the retry finds it
+                retrying(self.client.log_inputs, self.run_id, datasets=[entry])
+                break
+            except Exception as e:
+                if attempt == 4 or "unique constraint" not in str(e).lower():
+                    raise
+        self._set_tags({"dataset_digest": dataset.digest, "dataset_source": dataset.source})
 
     def epoch_done(self, epoch: int, metrics: dict[str, float]) -> None:
-        """Queued, not written: the store's commit (an fsync with SQLite) happens on MLflow's
-        logging thread while the next epoch trains. finish() and fail() flush the queue."""
+        """Queued, not written: the store's commit (an fsync with SQLite) happens on our
+        writer thread while the next epoch trains. finish() and fail() wait for it."""
+        if self.writer.errors:  # stop now, not after every remaining epoch
+            raise HistoryLost(f"per-epoch history could not be written: {self.writer.errors[0]}")
         self.losses.append(metrics["train_loss"])
-        mlflow.log_metrics(metrics, step=epoch, synchronous=False)
+        now = int(time.time() * 1000)
+        for key in metrics:
+            self.history.setdefault(key, []).append(epoch)
+        self.writer.put([Metric(k, float(v), now, epoch) for k, v in metrics.items()])
+
+    def _verify_history(self) -> None:
+        """Every epoch queued is in the store (read back), or HistoryLost."""
+        self.writer.drain()
+        missing = []
+        for key, steps in self.history.items():
+            stored = retrying(self.client.get_metric_history, self.run_id, key, what="read")
+            lost = sorted(set(steps) - {m.step for m in stored})
+            if lost:
+                missing.append(f"{key} epochs {','.join(map(str, lost))}")
+        if missing:
+            cause = f" ({self.writer.errors[0]})" if self.writer.errors else ""
+            raise HistoryLost(f"per-epoch history not stored: {'; '.join(missing)}{cause}")
 
     def finish(
         self, metrics: dict[str, float], predictions: np.ndarray, labels: np.ndarray
     ) -> None:
-        mlflow.flush_async_logging()
-        mlflow.log_metrics(metrics)
+        """FINISHED, once the history is verified and the final metrics and predictions are
+        written; any error on the way leaves the run open for the caller to fail."""
+        self._verify_history()
+        now = int(time.time() * 1000)
+        self._batch(metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "predictions.npz"
             np.savez_compressed(path, predicted=predictions, labels=labels)
-            mlflow.log_artifact(str(path))
+            retrying(self.client.log_artifact, self.run_id, str(path), what="artifact")
         self._certify_determinism()
-        mlflow.end_run("FINISHED")
+        stored = retrying(self.client.get_run, self.run_id, what="read").data.metrics
+        if lost := sorted(set(metrics) - set(stored)):
+            raise HistoryLost(f"final metrics not stored: {', '.join(lost)}")
+        self._set_tags({"history_verified": "true"})
+        with deferred_signals():
+            retrying(self.client.set_terminated, self.run_id, "FINISHED", what="end run")
+            OPEN_RUNS.pop(self.run_id, None)
 
     def _certify_determinism(self) -> None:
         """When this config has run before, tag how exactly this run repeats the latest earlier
@@ -155,12 +327,22 @@ class MlflowRun:
             self.losses, metric_values(previous.info.run_id, "train_loss")
         )
         tags = {"determinism": outcome, "determinism_max_rel_diff": f"{diff:.3g}"}
-        mlflow.set_tags({**tags, "determinism_compared_to": previous.info.run_id})
+        self._set_tags({**tags, "determinism_compared_to": previous.info.run_id})
         if "determinism" not in previous.data.tags:
-            for key, value in {**tags, "determinism_compared_to": self.run.info.run_id}.items():
-                MlflowClient().set_tag(previous.info.run_id, key, value)
+            for key, value in {**tags, "determinism_compared_to": self.run_id}.items():
+                retrying(self.client.set_tag, previous.info.run_id, key, value)
 
     def fail(self, reason: str, status: str = "FAILED") -> None:
-        mlflow.flush_async_logging()  # the epochs logged so far are kept
-        mlflow.set_tag("failure_reason", reason[:MAX_PARAM_VAL_LENGTH])
-        mlflow.end_run(status)
+        """Ends the run `status` with the reason, after writing the epochs logged so far.
+        Signals wait meanwhile: a second Ctrl-C cannot leave the run half-ended."""
+        with deferred_signals():
+            log.info(
+                "%s: ending run %s %s (%s)", self.run.info.run_name, self.run_id, status, reason
+            )
+            if self.writer is not None:
+                self.writer.drain()  # the epochs logged so far are kept
+                if self.writer.errors and "could not be written" not in reason:
+                    reason += f" (and part of the history was not stored: {self.writer.errors[0]})"
+            self._set_tags({"failure_reason": reason[:MAX_PARAM_VAL_LENGTH]})
+            retrying(self.client.set_terminated, self.run_id, status, what="end run")
+            OPEN_RUNS.pop(self.run_id, None)

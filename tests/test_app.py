@@ -10,6 +10,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
+import yaml
 from hydra import compose, initialize_config_dir
 from mlflow import MlflowClient
 
@@ -196,6 +197,31 @@ BAD_OVERRIDES = [
     ("dataset.name=cifar10", "unknown dataset 'cifar10'; allowed: fashion_mnist, mnist"),
     ("dataset.val_size=-5", "dataset.val_size=-5 must be an integer >= 0"),
     ("dataset.n_train=0", "dataset.n_train=0 must be an integer >= 1"),
+    # values that used to pass validation and end in a traceback, or be accepted silently
+    ("model.hidden=[512.0]", "model.hidden=512.0 must be an integer"),
+    ("model.hidden=[nan]", "model.hidden=nan must be an integer"),
+    ("model.hidden=[1e12]", "model.hidden=1000000000000.0 must be an integer"),
+    ("model.hidden=[1000000]", "model.hidden=1000000 is too wide; allowed: 1..65536"),
+    ("optimizer.lr=nan", "optimizer.lr=nan must be a finite number"),
+    ("optimizer.lr=inf", "optimizer.lr=inf must be a finite number"),
+    ("optimizer.lr=fast", "optimizer.lr='fast' must be a number"),
+    ("seed=4294967296", "seed=4294967296 must be an integer <= 4294967295"),
+    ("seed=1.5", "seed=1.5 must be an integer"),
+    ("dataset.split_seed=-1", "dataset.split_seed=-1 must be an integer >= 0"),
+    ("dataset.download=no", "dataset.download='no' must be true or false"),
+    ("tracking.experiment=''", "tracking.experiment='' must be a non-empty name"),
+    ("tracking.enabled=maybe", "tracking.enabled='maybe' must be true or false"),
+    ("tracking.busy_timeout_s=-1", "tracking.busy_timeout_s=-1 must be seconds in [0, 86400]"),
+    ("+foo=1", "unknown key foo; allowed: "),
+    ("+train.foo=1", "unknown key train.foo; allowed: "),
+    ("+tracking.foo=1", "unknown key tracking.foo; allowed: "),
+    ("+implementation.options.foo=1", "unknown key implementation.options.foo; allowed: device"),
+    ("implementation.module=os", "implementation.module='os' is not implementation numpy's module"),
+    ("implementation.name=nope", "implementation='nope' is not registered; allowed: "),
+    ("train.diverge_factor=1", "train.diverge_factor=1 must be a number > 1, or null"),
+    ("train.epochs=2.5", "train.epochs=2.5 must be an integer"),
+    ("train.threads=1000", "train.threads=1000 is more than the "),
+    ("preset=''", "preset='' must be a non-empty name"),
 ]
 
 
@@ -282,19 +308,23 @@ def test_a_missing_extra_is_named(monkeypatch, capsys):
 
 
 def test_a_param_too_long_for_mlflow_goes_to_the_config_artifact(tmp_path):
-    note = "x" * 7000
+    from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
+
+    hidden = [1] * (MAX_PARAM_VAL_LENGTH // 3 + 10)  # "[1, 1, ...]": 3 characters a layer
     cfg = compose_cfg(
         f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
         f"tracking.artifact_root={tmp_path}/artifacts",
-        f"+note={note}",
+        f"model.hidden={hidden}".replace(" ", ""),
         "dataset.n_train=500",
         "train.epochs=1",
+        "train.diverge_factor=null",
     )
     assert run(cfg)
     (r,) = runs_of(tmp_path)
-    assert "note" not in r.data.params and r.data.tags["params_in_config_artifact"] == "note"
+    assert "model.hidden" not in r.data.params
+    assert r.data.tags["params_in_config_artifact"] == "model.hidden"
     text = MlflowClient().download_artifacts(r.info.run_id, "config.yaml", str(tmp_path))
-    assert note in open(text).read()
+    assert len(yaml.safe_load(open(text))["model"]["hidden"]) == len(hidden)
 
 
 def test_a_numpy_run_never_imports_tensorflow(tmp_path):

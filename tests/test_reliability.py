@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -16,23 +17,29 @@ LONG = ["implementation=numpy", "dataset.n_train=20000", "train.epochs=300"]
 
 
 def start_and_wait(tmp_path, args, ready) -> subprocess.Popen:
-    """Start the command and return once ready(client, experiment_id) holds."""
+    """Start the command and return once ready(client, experiment_id, output) holds. The store
+    is read only after the command printed its first epoch: a reader that opens a new SQLite
+    store while the command creates it races its schema migration."""
+    log = open(tmp_path / "out.log", "w")
     proc = subprocess.Popen(
         command(tmp_path, *args),
         cwd=tmp_path,
         env={**ENV, "PYTHONFAULTHANDLER": "1"},  # SIGABRT dumps every thread's stack
-        stdout=subprocess.DEVNULL,
+        stdout=log,
         stderr=subprocess.PIPE,
         text=True,
     )
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        time.sleep(0.3)
+    deadline = time.monotonic() + 300  # a bound for a busy host; the wait ends on the event
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+        output = (tmp_path / "out.log").read_text()
+        if "epoch 1/" not in output:
+            continue
         try:
-            if ready(client, client.get_experiment_by_name("mnist-bench").experiment_id):
+            if ready(client, client.get_experiment_by_name("mnist-bench").experiment_id, output):
                 return proc
-        except Exception:  # the store or experiment does not exist yet
+        except Exception:  # the experiment does not exist yet
             continue
     proc.kill()
     pytest.fail("the command never got there")
@@ -52,7 +59,7 @@ def communicate(proc: subprocess.Popen, timeout: float) -> str:
 def running_with_epochs(epochs: int, finished: int = 0):
     """Ready when `finished` jobs are done and a running job has logged `epochs` epochs."""
 
-    def ready(client, experiment_id) -> bool:
+    def ready(client, experiment_id, output) -> bool:
         runs = client.search_runs([experiment_id], "tags.config_hash != ''")
         done = [r for r in runs if r.info.status == "FINISHED"]
         return len(done) >= finished and any(
@@ -64,19 +71,31 @@ def running_with_epochs(epochs: int, finished: int = 0):
     return ready
 
 
+def printed_epochs(epochs: int):
+    """Ready when the command printed `epochs` epochs: what it did, not what its writer has
+    committed to the store yet (the run's end writes every printed epoch, checked after)."""
+
+    def ready(client, experiment_id, output) -> bool:
+        return f"epoch {epochs}/" in output
+
+    return ready
+
+
 @pytest.mark.parametrize(
     "sig,reason",
     [(signal.SIGINT, "interrupted (SIGINT)"), (signal.SIGTERM, "terminated (SIGTERM)")],
 )
 def test_signal_during_an_epoch_kills_the_run_and_keeps_its_epochs(tmp_path, sig, reason):
-    proc = start_and_wait(tmp_path, LONG, running_with_epochs(2))
+    proc = start_and_wait(tmp_path, LONG, printed_epochs(2))
     proc.send_signal(sig)
-    stderr = communicate(proc, timeout=60)
+    stderr = communicate(proc, timeout=120)
     assert proc.returncode == 130, stderr[-2000:]
     (run,) = runs_of(tmp_path)
     assert run.info.status == "KILLED"
     assert run.data.tags["failure_reason"] == reason
-    assert len(MlflowClient().get_metric_history(run.info.run_id, "train_loss")) >= 2
+    printed = len(re.findall(r"epoch \d+/300", (tmp_path / "out.log").read_text()))
+    assert printed >= 2
+    assert len(MlflowClient().get_metric_history(run.info.run_id, "train_loss")) == printed
 
 
 def test_sigkilled_sweep_resumes_to_one_finished_run_per_config(tmp_path):

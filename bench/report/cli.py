@@ -8,9 +8,8 @@ import os
 import sys
 from pathlib import Path
 
-from bench.report.assemble import build_report
-from bench.report.collect import ReportError, select_runs
-from bench.store import add_store_arguments
+from bench.report.collect import ReportError, report_dir, select
+from bench.store import TrackingError, add_store_arguments
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,22 +19,23 @@ def main(argv: list[str] | None = None) -> int:
         "--filter", help="an MLflow filter string, e.g. \"tags.preset = 'compare'\""
     )
     parser.add_argument("--all", action="store_true", help="every run of the experiment")
-    parser.add_argument("--name", help="folder under --out; default: the sweep id")
+    parser.add_argument(
+        "--name", help="folder under --out (sanitized); default: the sweep id, filter-HASH, all"
+    )
     parser.add_argument("--out", default="results")
     args = parser.parse_args(argv)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
-        runs, label = select_runs(
-            args.tracking_uri, args.experiment, args.sweep_id, args.filter, args.all
-        )
-        name = args.name or label.split()[-1].strip("'").replace(" ", "_")
-        path = build_report(runs, label, Path(args.out) / name)
-    except ReportError as e:
+        found = select(args.tracking_uri, args.experiment, args.sweep_id, args.filter, args.all)
+        from bench.report.assemble import build_report  # plotting: only once there is a report
+
+        path = build_report(found.runs, found.label, report_dir(args.out, args.name or found.name))
+    except (ReportError, TrackingError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"wrote {path}")
-    if label.startswith("sweep "):  # the sweep's parent run shows this report too
-        refresh_parent(args, label.split()[1], path.parent)
+    if found.label.startswith("sweep "):  # the sweep's parent run shows this report too
+        refresh_parent(args, found.label.split()[1], path.parent)
     return 0
 
 

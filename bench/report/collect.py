@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
 import pandas as pd
+from mlflow.exceptions import MlflowException
 
 from bench import store
 
@@ -20,6 +26,28 @@ class ReportError(Exception):
     """Nothing to report, or a selection that matches nothing; one line."""
 
 
+@dataclass
+class Selection:
+    runs: pd.DataFrame
+    label: str  # what the report says it covers
+    name: str  # the report's folder under --out: the sweep id, else one derived from the label
+
+
+def safe_name(name: str) -> str:
+    """A folder name that stays one folder: letters, digits, '.', '_', '-'; never '.' or '..'."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")[:100]
+    return cleaned or "report"
+
+
+def report_dir(out: str | Path, name: str) -> Path:
+    """<out>/<name>, with the name sanitized: always inside --out."""
+    root = Path(out).resolve()
+    path = (root / safe_name(name)).resolve()
+    if path.parent != root:  # cannot happen after safe_name; kept as the invariant
+        raise ReportError(f"report folder {name!r} is not inside {out}")
+    return path
+
+
 def select_runs(
     uri: str,
     experiment: str,
@@ -29,11 +57,39 @@ def select_runs(
 ) -> tuple[pd.DataFrame, str]:
     """Job runs (not sweep parents, any status) of one selection, and its description.
     Default: the latest sweep."""
+    found = select(uri, experiment, sweep_id, filter_string, all_runs)
+    return found.runs, found.label
+
+
+def select(
+    uri: str,
+    experiment: str,
+    sweep_id: str | None = None,
+    filter_string: str | None = None,
+    all_runs: bool = False,
+) -> Selection:
+    """select_runs, with the folder name: the sweep id, `filter-<hash>` for a filter (the
+    filter text never reaches a path), `all` for every run. The store is opened read-only
+    and checked like the job checks it; a selection without a FINISHED run is refused."""
     try:
+        store.check_sweep_id(sweep_id)
         experiment_id = store.open_experiment(uri, experiment)
+        return _select(experiment_id, experiment, sweep_id, filter_string, all_runs)
     except store.StoreError as e:
         raise ReportError(str(e)) from None
-    runs = store.runs_frame(experiment_id, filter_string)
+    except MlflowException as e:
+        raise ReportError(f"the store at {uri}: {store.one_line(e)}") from None
+
+
+def _select(experiment_id, experiment, sweep_id, filter_string, all_runs) -> Selection:
+    try:
+        runs = store.runs_frame(experiment_id, filter_string)
+    except MlflowException as e:
+        if not filter_string:
+            raise
+        raise ReportError(
+            f"--filter {filter_string!r} is not an MLflow filter: {store.one_line(e)}"
+        ) from None
     if runs.empty:
         raise ReportError(
             f"experiment {experiment!r} has no runs"
@@ -53,12 +109,17 @@ def select_runs(
         raise ReportError(f"no runs match sweep {sweep_id!r}")
     jobs = jobs.assign(run_name=jobs["tags.mlflow.runName"])
     if sweep_id:
-        label = f"sweep {sweep_id}{note}"
+        label, name = f"sweep {sweep_id}{note}", sweep_id
     elif filter_string:
-        label = f"filter {filter_string!r}"
+        digest = hashlib.sha256(filter_string.encode()).hexdigest()[:8]
+        label, name = f"filter {filter_string!r}", f"filter-{digest}"
     else:
-        label = f"all runs of {experiment}"
-    return jobs.reset_index(drop=True), label
+        label, name = f"all runs of {experiment}", "all"
+    if not (jobs["status"] == "FINISHED").any():
+        counts = jobs["status"].value_counts()
+        summary = ", ".join(f"{n} {s}" for s, n in counts.items())
+        raise ReportError(f"{label}: no FINISHED run to report ({summary})")
+    return Selection(jobs.reset_index(drop=True), label, name)
 
 
 def sweep_jobs(jobs: pd.DataFrame, experiment_id: str, sweep_id: str) -> tuple[pd.DataFrame, str]:

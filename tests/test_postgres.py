@@ -1,0 +1,158 @@
+"""A real PostgreSQL backend: a server started from Debian's `postgresql` binaries on a temp data
+dir, `mlflow server` on it, and two sweeps at once (one with the joblib launcher): every run
+and every metric point lands, nothing is left RUNNING. Skipped only where the PostgreSQL
+binaries or the driver (the `postgres` extra) are absent."""
+
+from __future__ import annotations
+
+import glob
+import importlib.util
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+import requests
+from mlflow import MlflowClient
+
+from tests.test_app import ENV, command
+from tests.test_faults import free_port
+
+TINY = ["implementation=numpy", "dataset.n_train=1000", "train.epochs=2"]
+PER_EPOCH = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "epoch_time_s")
+
+
+def pg_bin(name: str) -> str | None:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return found[-1] if found else shutil.which(name)
+
+
+def as_postgres(cmd: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: CI runs as root, so drop to the postgres user."""
+    if os.geteuid() == 0:
+        return ["runuser", "-u", "postgres", "--", *cmd]
+    return cmd
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """postgresql+psycopg://postgres@127.0.0.1:PORT/mlflow on a fresh cluster."""
+    initdb, pg_ctl = pg_bin("initdb"), pg_bin("pg_ctl")
+    if not (initdb and pg_ctl):
+        pytest.skip("PostgreSQL binaries not installed (apt-get install postgresql)")
+    if importlib.util.find_spec("psycopg") is None:
+        pytest.skip("the postgres extra is not installed: pip install 'mnist-bench[postgres]'")
+    data = Path(tempfile.mkdtemp(prefix="mnist-bench-pg-"))  # not under a root-only folder
+    if os.geteuid() == 0:
+        shutil.chown(data, "postgres", "postgres")
+    port = free_port()
+    subprocess.run(
+        as_postgres([initdb, "-D", str(data / "db"), "-U", "postgres", "--auth=trust", "-E", "UTF8"]),
+        check=True, capture_output=True,
+    )  # fmt: skip
+    options = f"-h 127.0.0.1 -p {port} -k {data}"
+    subprocess.run(
+        as_postgres([pg_ctl, "-D", str(data / "db"), "-o", options, "-l", str(data / "log"),
+                     "-w", "-t", "120", "start"]),
+        check=True, capture_output=True,
+    )  # fmt: skip
+    try:
+        import psycopg
+
+        with psycopg.connect(f"host=127.0.0.1 port={port} user=postgres", autocommit=True) as c:
+            c.execute("CREATE DATABASE mlflow")
+        yield f"postgresql://postgres@127.0.0.1:{port}/mlflow"
+    finally:
+        subprocess.run(as_postgres([pg_ctl, "-D", str(data / "db"), "-m", "fast", "-w", "stop"]),
+                       capture_output=True)  # fmt: skip
+        shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture
+def server_on_postgres(postgres, tmp_path):
+    port = free_port()
+    log = open(tmp_path / "server.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", postgres.replace("postgresql://", "postgresql+psycopg://"),
+         "--artifacts-destination", str(tmp_path / "server-artifacts")],
+        stdout=log, stderr=subprocess.STDOUT, env=ENV, start_new_session=True,
+    )  # fmt: skip
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if requests.get(f"{uri}/health", timeout=2).ok:
+                break
+        except requests.ConnectionError:
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        pytest.fail("mlflow server did not start: " + (tmp_path / "server.log").read_text()[-3000:])
+    yield uri
+    os.killpg(proc.pid, signal.SIGTERM)  # the server and its uvicorn workers
+    proc.wait(timeout=60)
+    log.close()
+
+
+def sweep_cmd(where: Path, uri: str, *args: str) -> list[str]:
+    where.mkdir()
+    cmd = [a for a in command(where, *args) if not a.startswith("tracking.uri")]
+    return [*cmd, f"tracking.uri={uri}"]
+
+
+def assert_all_landed(uri: str, jobs: int, parents: int) -> None:
+    mlflow.set_tracking_uri(uri.replace("postgresql://", "postgresql+psycopg://"))
+    client = MlflowClient()
+    runs = mlflow.search_runs(experiment_names=["mnist-bench"], output_format="list")
+    assert not [r.info.run_name for r in runs if r.info.status != "FINISHED"]
+    found = [r for r in runs if r.data.tags.get("sweep_parent") == "true"]
+    children = [r for r in runs if r not in found]
+    assert len(found) == parents and len(children) == jobs
+    for r in children:
+        assert r.data.tags["history_verified"] == "true"
+        for key in PER_EPOCH:
+            steps = sorted(m.step for m in client.get_metric_history(r.info.run_id, key))
+            assert steps == [1, 2], (r.info.run_name, key, steps)
+        assert "test_accuracy" in r.data.metrics
+
+
+def test_two_sweeps_at_once_through_a_server_on_postgres(tmp_path, server_on_postgres):
+    uri = server_on_postgres
+    procs = [
+        subprocess.Popen(
+            sweep_cmd(tmp_path / "serial", uri, "-m", "seed=0,1", *TINY),
+            cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        ),
+        subprocess.Popen(
+            sweep_cmd(tmp_path / "joblib", uri, "-m", "seed=2,3", *TINY,
+                      "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"),
+            cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        ),
+    ]  # fmt: skip
+    for p in procs:
+        err = p.communicate(timeout=600)[1]
+        assert p.returncode == 0, err[-3000:]
+    assert_all_landed(uri, jobs=4, parents=2)
+
+
+def test_a_sweep_straight_on_postgres(tmp_path, postgres):
+    """tracking.uri=postgresql://...: the psycopg driver of the postgres extra is used."""
+    where = tmp_path / "direct"
+    # its own experiment: the server's experiment keeps its artifacts behind the server
+    cmd = sweep_cmd(where, postgres, "-m", "seed=4,5", *TINY, "tracking.experiment=direct")
+    proc = subprocess.run(cmd, cwd=where, env=ENV, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    mlflow.set_tracking_uri(postgres.replace("postgresql://", "postgresql+psycopg://"))
+    runs = mlflow.search_runs(experiment_names=["direct"], output_format="list")
+    assert {r.info.status for r in runs} == {"FINISHED"} and len(runs) == 3  # 2 jobs, 1 parent
+    for r in runs:
+        if "sweep_parent" not in r.data.tags:
+            steps = MlflowClient().get_metric_history(r.info.run_id, "train_loss")
+            assert sorted(m.step for m in steps) == [1, 2]
