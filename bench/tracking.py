@@ -306,7 +306,10 @@ class MlflowRun:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "predictions.npz"
             np.savez_compressed(path, predicted=predictions, labels=labels)
-            retrying(self.client.log_artifact, self.run_id, str(path), what="artifact")
+            try:
+                retrying(self.client.log_artifact, self.run_id, str(path), what="artifact")
+            except OSError as e:  # the artifact store (a folder here) refused it
+                raise HistoryLost(f"predictions.npz not stored: {e}") from None
         self._certify_determinism()
         stored = retrying(self.client.get_run, self.run_id, what="read").data.metrics
         if lost := sorted(set(metrics) - set(stored)):
