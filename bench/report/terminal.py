@@ -22,11 +22,15 @@ def estimate_text(r) -> str:
     if r.quantity == "test_accuracy":
         interval = f" [{r.ci_low:+.2f}, {r.ci_high:+.2f}]" if pd.notna(r.ci_low) else ""
         return f"{r.estimate:+.2f}{interval} pts"
+    note = str(r.note) if isinstance(r.note, str) else ""
     if pd.notna(r.ci_low):
-        return f"{r.estimate:.2f}x [{r.ci_low:.2f}, {r.ci_high:.2f}]"
-    if r.n > 1 and "no validation set" not in str(r.note) and "no epoch" not in str(r.note):
+        aside = f" ({note})" if "set aside" in note else ""
+        return f"{r.estimate:.2f}x [{r.ci_low:.2f}, {r.ci_high:.2f}]{aside}"
+    if "reached" in note:  # a censored time to target
         return "not reached by every run: no interval"
-    return str(r.note) if r.note else "no interval"
+    if "no claim" in note and pd.notna(r.estimate):
+        return f"{r.estimate:.2f}x, {note}"
+    return note or "no interval"
 
 
 def verdict_text(r) -> str:
