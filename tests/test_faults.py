@@ -242,8 +242,9 @@ def test_a_refused_job_fails_the_command_and_the_parent_under_every_launcher(tmp
     assert "error: optimizer.lr=-1 must be a positive float" in proc.stderr
     (parent,) = parents_of(tmp_path)
     assert parent.info.status == "FAILED"
-    note = parent.data.tags["mlflow.note.content"]
-    assert note.startswith("1 of 2 jobs finished; 1 did not"), note
+    outcome = parent.data.tags["sweep_outcome"]
+    assert outcome.startswith("1 of 2 jobs finished; 1 did not"), outcome
+    assert f"**Outcome:** {outcome}" in parent.data.tags["mlflow.note.content"]  # the summary
     (job,) = jobs_of(tmp_path)
     assert job.info.status == "FINISHED"
 
@@ -253,7 +254,8 @@ def test_a_sweep_that_finishes_says_so_on_its_parent(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     (parent,) = parents_of(tmp_path)
     assert parent.info.status == "FINISHED"
-    assert parent.data.tags["mlflow.note.content"] == "2 of 2 jobs finished"
+    assert parent.data.tags["sweep_outcome"] == "2 of 2 jobs finished"
+    assert "**Outcome:** 2 of 2 jobs finished" in parent.data.tags["mlflow.note.content"]
 
 
 @pytest.mark.parametrize(
