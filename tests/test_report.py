@@ -130,7 +130,7 @@ def test_report_files_table_and_numbers(swept):
         said = {
             "faster": f"{r.a} {r.estimate:.2f}x faster than {r.b} ",
             "slower": f"{r.b} {1 / r.estimate:.2f}x faster than {r.a} ",
-            NO_DIFFERENCE: f"{r.a} vs {r.b}: {NO_DIFFERENCE} (",
+            NO_DIFFERENCE: f"{r.a} vs {r.b}: {NO_DIFFERENCE}",  # (interval) or, why none
         }[r.verdict]
         assert sum(said in line and "steady epoch" in line for line in box) == 1, (said, box)
     summary = pd.read_csv(out / "summary.csv")

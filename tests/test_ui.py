@@ -184,7 +184,7 @@ def test_logged_model_predicts_the_runs_predictions(swept, mnist):
         if r.data.params["seed"] != "0":
             continue
         model = mlflow.pyfunc.load_model(f"models:/{r.data.tags['model_id']}")
-        assert model.metadata.run_id == r.info.run_id
+        assert mlflow.get_logged_model(r.data.tags["model_id"]).source_run_id == r.info.run_id
         logits = np.asarray(model.predict(splits.x_test))
         assert logits.shape == (10_000, 10)
         path = client.download_artifacts(r.info.run_id, "predictions.npz")
