@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 import hydra
@@ -26,6 +27,7 @@ def run(cfg: DictConfig) -> dict[str, float] | None:
     """Run one job and return its final metrics (those of the earlier FINISHED run when it is
     skipped); None when it did not finish. Failures are logged in one line, never raised, so a
     sweep goes on; Ctrl-C ends the run KILLED and stops."""
+    started = time.perf_counter()  # the run's overhead_s counts from here
     try:
         job = job_from_config(cfg)
     except ConfigError as e:
@@ -52,6 +54,8 @@ def run(cfg: DictConfig) -> dict[str, float] | None:
         result = run_job(job, observers)
         if tracker:
             view.finished(result)  # the MLflow UI's view of the run; never fails the run
+            result.metrics["overhead_s"] = overhead_s(started, result, tracker, view)
+            result.metrics["framework_import_s"] = tracker.import_s
             tracker.finish(result.metrics, result.predictions, result.labels)
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (see Terminated)
         from bench.tracking import close_open_runs
@@ -81,6 +85,15 @@ def run(cfg: DictConfig) -> dict[str, float] | None:
     return m
 
 
+def overhead_s(started: float, result, tracker, view) -> float:
+    """The job's seconds outside its training epochs, up to its final write: setup, data,
+    evaluations, tracking, figures. Left out, as reported on their own: the process's one-time
+    framework import (`import_s`) and model logging (`overhead/model_s`)."""
+    tracker.settle()  # the history written and verified: part of the overhead
+    elapsed = time.perf_counter() - started
+    return elapsed - result.metrics["train_time_s"] - tracker.import_s - view.model_s
+
+
 def _finished_before(cfg: DictConfig, job: Job) -> dict[str, float] | None:
     """With tracking.skip_completed, a config that already has a FINISHED run is not run again,
     so re-running an interrupted sweep only runs what is missing: that run's metrics."""
@@ -107,8 +120,10 @@ def _start_run(cfg: DictConfig, job: Job, parallel: int):
     from bench.tracking import MlflowRun
 
     versions = {}
+    started = time.perf_counter()
     with contextlib.suppress(Exception):  # a failing import fails the run itself, next
-        versions = job_implementation(job).versions()
+        versions = job_implementation(job).versions()  # the framework's import, first job only
+    import_s = time.perf_counter() - started
     tags = {
         **environment_tags(job.device, job.threads, versions),
         "implementation": job.implementation,
@@ -119,7 +134,9 @@ def _start_run(cfg: DictConfig, job: Job, parallel: int):
         tags["hydra_overrides"] = " ".join(HydraConfig.get().overrides.task)
     if parallel > 1:  # timings measured beside other jobs: the report flags them
         tags["parallel_jobs"] = str(parallel)
-    return MlflowRun(cfg, run_label(job), ordered_tags(job, tags))
+    tracker = MlflowRun(cfg, run_label(job), ordered_tags(job, tags))
+    tracker.import_s = import_s
+    return tracker
 
 
 def parallel_jobs() -> int:

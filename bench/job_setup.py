@@ -4,7 +4,9 @@ process settings and seeds applied."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
+from functools import lru_cache
 
 import numpy as np
 
@@ -16,10 +18,22 @@ from implementations.spec import init_weights
 
 
 def load_data(job: Job) -> tuple[Dataset, Splits]:
-    """The dataset (validated, from the one loader) and the job's splits in its dtype."""
+    """The dataset (validated, from the one loader) and the job's splits in its dtype; the
+    jobs of a sweep that share them share one read-only copy, loaded once per process."""
     d = job.data
-    dataset = load(d.name, d.data_dir, download=d.download)
-    return dataset, prepare(dataset, d.val_size, d.n_train, d.split_seed, dtype=job.model.dtype)
+    return _loaded(d.name, d.data_dir, d.download, d.val_size, d.n_train, d.split_seed,
+                   job.model.dtype)  # fmt: skip
+
+
+@lru_cache(maxsize=1)  # one dataset at a time: a sweep over datasets does not pile them up
+def _loaded(name, data_dir, download, val_size, n_train, split_seed, dtype):
+    dataset = load(name, data_dir, download=download)
+    splits = prepare(dataset, val_size, n_train, split_seed, dtype=dtype)
+    for holder in (dataset, splits):
+        for f in dataclasses.fields(holder):
+            if isinstance(array := getattr(holder, f.name), np.ndarray):
+                array.flags.writeable = False  # the next job gets them as they were
+    return dataset, splits
 
 
 def initial_weights(job: Job) -> list[np.ndarray] | None:

@@ -217,6 +217,8 @@ class MlflowRun:
         self.losses: list[float] = []
         self.history: dict[str, list[int]] = {}  # metric key -> steps logged
         self.writer: HistoryWriter | None = None
+        self.settled = False
+        self.import_s = 0.0  # the framework's import, when this job brought it (the app sets it)
         parent = os.environ.get(PARENT_RUN_ENV)
         tags = {**tags, **process_tags(), "config_hash": self.identity}
         if sweep_id := os.environ.get(SWEEP_ID_ENV):
@@ -295,12 +297,19 @@ class MlflowRun:
             cause = f" ({self.writer.errors[0]})" if self.writer.errors else ""
             raise HistoryLost(f"per-epoch history not stored: {'; '.join(missing)}{cause}")
 
+    def settle(self) -> None:
+        """The per-epoch history verified in the store (once): finish() needs it, and the
+        app calls it first to count its cost in the run's overhead."""
+        if not self.settled:
+            self._verify_history()
+            self.settled = True
+
     def finish(
         self, metrics: dict[str, float], predictions: np.ndarray, labels: np.ndarray
     ) -> None:
         """FINISHED, once the history is verified and the final metrics and predictions are
         written; any error on the way leaves the run open for the caller to fail."""
-        self._verify_history()
+        self.settle()
         now = int(time.time() * 1000)
         self._batch(metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
         with tempfile.TemporaryDirectory() as tmp:

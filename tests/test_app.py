@@ -104,6 +104,14 @@ def test_sweep_over_implementations_is_fully_tracked(tmp_path):
         ):
             assert np.isfinite(metrics[key]), key
         assert metrics["initial_val_accuracy"] < 0.3 < metrics["test_accuracy"]
+        # overhead_s: the run's seconds outside its epochs, its framework import and its model
+        # logging; with them it accounts for the run's wall time up to its last writes
+        accounted = sum(
+            metrics[k]
+            for k in ("train_time_s", "overhead_s", "framework_import_s", "overhead/model_s")
+        )
+        wall = (r.info.end_time - r.info.start_time) / 1000
+        assert metrics["overhead_s"] > 0 and abs(accounted - wall) < 1.5, (accounted, wall)
         for key in (
             "train_loss",
             "train_accuracy",
@@ -129,6 +137,11 @@ def test_sweep_over_implementations_is_fully_tracked(tmp_path):
     first, *later = sorted(children, key=lambda r: r.info.start_time)
     assert 0 < first.data.metrics["startup_s"] < 120
     assert not any("startup_s" in r.data.metrics for r in later)
+    # TensorFlow's import belongs to the job that brought it (numpy's job runs first)
+    imports = {
+        r.data.tags["implementation"]: r.data.metrics["framework_import_s"] for r in children
+    }
+    assert imports["numpy"] < 1.0 < imports["tf_tape"], imports
     np.testing.assert_allclose(losses["numpy"], losses["keras"], rtol=1e-4)
 
 

@@ -187,15 +187,24 @@ def misclassified(
     count: int = 16,
 ) -> Path:
     """The first misclassified test digits, each titled true→predicted in a size that reads
-    at 100% zoom."""
+    at 100% zoom: one mosaic image with its labels (one axes draws ~8x faster than 16)."""
     wrong = np.flatnonzero(predicted != labels)[:count]
-    cols = 8
+    cols, pad = 8, 10  # pad: room above each digit for its label, in pixels of the 28x28 digit
     rows = max(1, -(-len(wrong) // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.0, rows * 1.25 + 0.5), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, i in zip(axes.flat, wrong):
-        ax.imshow(images[i], cmap="gray_r")
-        ax.set_title(f"{labels[i]}→{predicted[i]}", fontsize=13, color="firebrick")
+    h, w = images.shape[1:3]
+    mosaic = np.zeros((rows * (h + pad), cols * w), dtype=images.dtype)
+    for n, i in enumerate(wrong):
+        r, c = divmod(n, cols)
+        mosaic[r * (h + pad) + pad : (r + 1) * (h + pad), c * w : (c + 1) * w] = images[i]
+    fig, ax = plt.subplots(figsize=(cols * 1.0, rows * 1.25 + 0.5))
+    ax.imshow(mosaic, cmap="gray_r", interpolation="nearest")
+    for n, i in enumerate(wrong):
+        r, c = divmod(n, cols)
+        ax.text((c + 0.5) * w - 0.5, r * (h + pad) + pad / 2, f"{labels[i]}→{predicted[i]}",
+                ha="center", va="center", fontsize=13, color="firebrick")  # fmt: skip
+    ax.axis("off")
     fig.suptitle(title, fontsize=12)
-    return _save(fig, out, dpi=72)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.88 if rows > 1 else 0.8)
+    fig.savefig(out, dpi=72)
+    plt.close(fig)
+    return out
