@@ -18,7 +18,14 @@ import numpy as np
 import optax
 
 from implementations.base import EVAL_BATCH_SIZE
-from implementations.spec import CLASSES, ModelSpec, OptimizerSpec, SpecError, check_batch_size
+from implementations.spec import (
+    CLASSES,
+    ModelSpec,
+    OptimizerSpec,
+    SpecError,
+    check_batch_size,
+    started_with,
+)
 
 jax.config.update("jax_enable_x64", True)  # float64 models (dtypes stay explicit everywhere)
 
@@ -37,13 +44,7 @@ _settings: dict = {}  # what XLA's backend started with: it cannot change inside
 def configure(threads: int | None, device: str) -> None:
     """Platform and CPU thread pool, before JAX's backend starts (its first computation)."""
     wanted = {"train.threads": threads, "device": device}
-    if _settings:
-        for key, value in wanted.items():
-            if _settings[key] != value:
-                raise SpecError(
-                    f"{key}={value} cannot change inside one process (JAX started with "
-                    f"{_settings[key]}); run it as its own command or with hydra/launcher=joblib"
-                )
+    if started_with("JAX", _settings, wanted):
         return
     if device == "cpu":
         jax.config.update("jax_platforms", "cpu")

@@ -36,6 +36,18 @@ class SpecError(ValueError):
     """A setting no implementation (or not this one) can run; the message is one line."""
 
 
+def started_with(framework: str, started: dict, wanted: dict) -> bool:
+    """True when the framework's process settings were already applied (`started`, empty
+    before); a SpecError when `wanted` differs, since they cannot change inside one process."""
+    for key, value in wanted.items():
+        if started and started[key] != value:
+            raise SpecError(
+                f"{key}={value} cannot change inside one process ({framework} started with "
+                f"{started[key]}); run it as its own command or with hydra/launcher=joblib"
+            )
+    return bool(started)
+
+
 def _choice(key: str, value, allowed) -> None:
     if value not in allowed:
         raise SpecError(f"{key}={value!r} is not supported; allowed: {', '.join(allowed)}")

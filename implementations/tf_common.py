@@ -28,7 +28,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from implementations.spec import CLASSES, ModelSpec, SpecError  # noqa: E402
+from implementations.spec import CLASSES, ModelSpec, SpecError, started_with  # noqa: E402
 
 _settings: dict = {}  # the process settings TensorFlow started with: they cannot change later
 
@@ -38,13 +38,7 @@ def configure(threads: int | None, device: str) -> None:
     job in the same process that asks for other values is refused instead of silently running
     with the old ones."""
     wanted = {"train.threads": threads, "device": device}
-    if _settings:
-        for key, value in wanted.items():
-            if _settings[key] != value:
-                raise SpecError(
-                    f"{key}={value} cannot change inside one process (TensorFlow started with "
-                    f"{_settings[key]}); run it as its own command or with hydra/launcher=joblib"
-                )
+    if started_with("TensorFlow", _settings, wanted):
         return
     try:
         if device == "cpu":

@@ -8,7 +8,6 @@ sleep; a SIGSTOP freezes a process where a test needs it to stay put."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import signal
@@ -22,6 +21,8 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
+from tests import servers
+from tests.servers import free_port
 from tests.test_app import ENV, command, compose_cfg, mnist_bench, runs_of
 
 TINY = ["implementation=numpy", "dataset.n_train=1000", "train.epochs=2"]
@@ -333,14 +334,6 @@ def test_reports_of_two_sweeps_and_of_a_filter_stay_apart_and_inside_out(tmp_pat
 # --- hangs: dead servers, unusable stores
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.parametrize("tool", ["bench", "bench.audit", "bench.report.cli"])
 def test_every_command_fails_in_seconds_in_one_line_on_a_dead_server(tmp_path, tool):
     dead = f"http://127.0.0.1:{free_port()}"
@@ -491,32 +484,11 @@ def test_an_interrupted_joblib_sweep_leaves_nothing_running(tmp_path):
 @pytest.fixture
 def mlflow_server(tmp_path):
     """A real tracking server on 127.0.0.1 with a SQLite backend; (uri, process)."""
-    import requests
-
-    port = free_port()
-    log = open(tmp_path / "server.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",
-         "--artifacts-destination", str(tmp_path / "server-artifacts")],
-        stdout=log, stderr=subprocess.STDOUT, env=ENV, start_new_session=True,
-    )  # fmt: skip
-    uri = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{uri}/health", timeout=2).ok:
-                break
-        except requests.ConnectionError:
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        pytest.fail("mlflow server did not start: " + (tmp_path / "server.log").read_text()[-2000:])
-    yield uri, proc
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=60)
-    log.close()
+    store = f"sqlite:///{tmp_path}/server.db"
+    with servers.mlflow_server(
+        store, tmp_path / "server-artifacts", tmp_path / "server.log", wait_s=WAIT_S
+    ) as server:
+        yield server
 
 
 def test_bad_values_that_used_to_pass_are_refused_before_any_run(tmp_path, capsys):

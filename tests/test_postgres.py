@@ -9,20 +9,17 @@ import glob
 import importlib.util
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import mlflow
 import pytest
-import requests
 from mlflow import MlflowClient
 
+from tests import servers
+from tests.servers import free_port
 from tests.test_app import ENV, command
-from tests.test_faults import free_port
 
 TINY = ["implementation=numpy", "dataset.n_train=1000", "train.epochs=2"]
 PER_EPOCH = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "epoch_time_s")
@@ -76,28 +73,10 @@ def postgres():
 
 @pytest.fixture
 def server_on_postgres(postgres, tmp_path):
-    port = free_port()
-    log = open(tmp_path / "server.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", postgres.replace("postgresql://", "postgresql+psycopg://"),
-         "--artifacts-destination", str(tmp_path / "server-artifacts")],
-        stdout=log, stderr=subprocess.STDOUT, env=ENV, start_new_session=True,
-    )  # fmt: skip
-    uri = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if requests.get(f"{uri}/health", timeout=2).ok:
-                break
-        except requests.ConnectionError:
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        pytest.fail("mlflow server did not start: " + (tmp_path / "server.log").read_text()[-3000:])
-    yield uri
-    os.killpg(proc.pid, signal.SIGTERM)  # the server and its uvicorn workers
-    proc.wait(timeout=60)
+    store = postgres.replace("postgresql://", "postgresql+psycopg://")
+    log = tmp_path / "server.log"
+    with servers.mlflow_server(store, tmp_path / "server-artifacts", log, wait_s=300) as (uri, _):
+        yield uri
     log.close()
 
 

@@ -136,6 +136,8 @@ def test_report_files_table_and_numbers(swept):
     summary = pd.read_csv(out / "summary.csv")
     assert list(summary.implementation) == ["numpy", "tf_tape", "keras"]
     assert (summary.runs == 2).all()
+    overheads = [r.data.metrics["overhead_s"] for r in runs]  # each run's, the median per row
+    assert summary.overhead_s_median.between(min(overheads), max(overheads)).all()
 
     # the checklist is computed, with what it found
     assert "[ ] Runs per row >= 3: custom/keras: 2; custom/numpy: 2; custom/tf_tape: 2" in md

@@ -3,7 +3,6 @@ and a tracking store that cannot be used is refused in seconds."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 
@@ -12,6 +11,7 @@ import pytest
 from bench.app import run
 from bench.audit import main as audit_main
 from bench.tracking import FAILURES, compare_repeat
+from tests.servers import free_port
 from tests.test_app import ENV, SMALL, command, compose_cfg, mnist_bench, runs_of
 
 SWEEP = [
@@ -90,12 +90,6 @@ def test_compare_repeat_outcomes():
     assert outcome == "tolerance" and diff == pytest.approx(2e-5)
     assert compare_repeat([1.0, 0.6], [1.0, 0.5])[0] == "divergent"
     assert compare_repeat([1.0], [1.0, 0.5])[0] == "divergent"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.parametrize(

@@ -3,17 +3,15 @@ real `mlflow server` gives the same set of runs; the report reads back from the 
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import pytest
-import requests
 
+from tests import servers
 from tests.test_app import ENV, command
 
 # the README's main job, one seed and a small subset: 3 jobs, one per implementation
@@ -23,12 +21,6 @@ LAUNCHERS = {
     "joblib": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
     "submitit_local": ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10"],
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def sweep(tmp_path: Path, *args: str, uri: str | None = None) -> subprocess.CompletedProcess:
@@ -58,29 +50,9 @@ def finished_jobs(uri: str) -> dict[tuple[str, str, str], list[float]]:
 @pytest.fixture
 def mlflow_server(tmp_path):
     """A real tracking server on 127.0.0.1 with a SQLite backend and proxied artifacts."""
-    port = free_port()
-    log = open(tmp_path / "server.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",
-         "--artifacts-destination", str(tmp_path / "server-artifacts")],
-        stdout=log, stderr=subprocess.STDOUT, env=ENV,
-    )  # fmt: skip
-    uri = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{uri}/health", timeout=2).ok:
-                break
-        except requests.ConnectionError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("mlflow server did not start: " + (tmp_path / "server.log").read_text()[-2000:])
-    yield uri
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
+    store, artifacts = f"sqlite:///{tmp_path}/server.db", tmp_path / "server-artifacts"
+    with servers.mlflow_server(store, artifacts, tmp_path / "server.log") as (uri, _):
+        yield uri
 
 
 @pytest.mark.slow

@@ -6,18 +6,14 @@ differs, an image artifact loads."""
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
-import requests
 
 from bench.mlflow_ui import run_link, runs_link
-from tests.test_app import ENV, runs_of
+from tests import servers
+from tests.test_app import runs_of
 from tests.test_report import sweep_parent, tiny_sweep
-from tests.test_scaleout import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 SLOW = 180_000  # ms: the UI's first load on a busy 2-core machine
@@ -30,35 +26,15 @@ def ui(tmp_path_factory):
         pytest.skip(f"{CHROMIUM} is absent (CI installs it: apt-get install chromium)")
     sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
     swept = tiny_sweep(tmp_path_factory)[0]
-    port = free_port()
-    log = open(swept / "ui-server.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{swept}/mlflow.db",
-         "--artifacts-destination", str(swept / "artifacts")],
-        stdout=log, stderr=subprocess.STDOUT, env=ENV,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{base}/health", timeout=5).ok:
-                break
-        except requests.ConnectionError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("mlflow server did not start: " + (swept / "ui-server.log").read_text()[-2000:])
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-            page = browser.new_page(viewport={"width": 1600, "height": 1000})
-            yield base, swept, page
-            browser.close()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
+    store, artifacts = f"sqlite:///{swept}/mlflow.db", swept / "artifacts"
+    with (
+        servers.mlflow_server(store, artifacts, swept / "ui-server.log") as (base, _),
+        sync_playwright() as p,
+    ):
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        yield base, swept, page
+        browser.close()
 
 
 def keep(page, swept: Path, name: str, tmp_path: Path) -> None:

@@ -32,6 +32,7 @@ def more_numbers(table: pd.DataFrame) -> Section:
             "first epoch (median)": table["first epoch s"].map(fmt.seconds),
             "total job (mean)": table["total s"].map(fmt.seconds),
             "setup (median)": table["setup s"].map(fmt.seconds),
+            "overhead (median)": table["overhead s"].map(fmt.seconds),
             "job memory MB": table["job MB"].map(fmt.number),
             "process peak RSS MB": table["peak MB"].map(fmt.number),
             "train accuracy": table["train acc"].map(fmt.percent),
@@ -41,8 +42,10 @@ def more_numbers(table: pd.DataFrame) -> Section:
     text = [
         "Setup: data and network before the first epoch, for every job. Job memory: what the job "
         "added over the memory it started with; process peak RSS also counts what earlier jobs "
-        "of the same process loaded (a framework's libraries). Train accuracy on the full "
-        "training set; a large train - test gap is overfitting."
+        "of the same process loaded (a framework's libraries). Overhead: the job's time outside "
+        "its epochs (setup, evaluations, tracking, figures), without its framework's one-time "
+        "import and the model's logging. Train accuracy over the last epoch's batches as they "
+        "trained (what Keras reports); a large train - test gap is overfitting."
     ]
     return Section(
         "More numbers per implementation", text, [_canonical(out, "preset")], appendix=True

@@ -273,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
         "Floor: per case, the epoch's matrix products timed on the case's own shapes plus the "
         "optimizer's minimum memory traffic (parameters, gradients and state read, parameters "
         "and state written once per step) at the bandwidth measured on arrays of the "
-        "parameters' size; % of floor = floor / epoch time (100% = this machine's limit).",
+        "parameters' size (the better of one thread and the thread budget); % of floor = "
+        "floor / epoch time (100% = this machine's limit).",
         f"Float32 matrix-product peak (2048 x 2048, same run): **{peak:.0f} GFLOP/s**. "
         "GFLOP/s counts the matrix products of a training epoch (forward, weight gradients, "
         "input gradients past the first layer) over the median epoch time.",
