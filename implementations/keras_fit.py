@@ -162,8 +162,8 @@ build = KerasMLP  # the module's entry point: build(model, optimizer, batch_size
 
 def export(net: KerasMLP) -> keras.Model:
     """The trained model for inference (bench.models logs it with mlflow.keras): an uncompiled
-    copy with the trained weights, so loading it needs no class of this module (the compiled
-    model's loss is SampleLoss)."""
-    model = type(net.model).from_config(net.model.get_config())
+    plain Sequential with the trained weights, so loading it needs no class of this module (the
+    compiled model's loss is SampleLoss; LayerRateSequential only changes training)."""
+    model = keras.Sequential.from_config(net.model.get_config())
     model.set_weights(net.model.get_weights())
     return model

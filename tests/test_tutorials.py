@@ -9,6 +9,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from bench.harness import Shuffler, epoch_order, run_job
+from bench.job_setup import load_data
+from bench.models import framework_model
 from bench.report.analysis import PUBLISHED
 from bench.settings import ConfigError, job_from_config
 from implementations import registry
@@ -166,6 +168,12 @@ def test_every_tutorial_runs_in_every_implementation(preset, name):
     job = job_from_config(cfg)
     result = run_job(job, [])
     assert len(result.history) == 1 and np.isfinite(result.metrics["test_loss"])
+    # the framework's own model, as MLflow logs it (Keras: relu_mcp's per-layer-rate model)
+    if (native := framework_model(job, result.network)) is not None:
+        x = load_data(job)[1].x_test[:64]
+        np.testing.assert_allclose(
+            native.predict(x, verbose=0), result.network.predict(x), rtol=1e-5, atol=1e-6
+        )
 
 
 @pytest.mark.parametrize("value", [0, -3, 2.5, True])
