@@ -42,7 +42,7 @@ speed: $(STAMP)  ## the speed benchmark -> results/speed/speed.md (~10 min; refe
 REF_DB := results/reference.db
 REF := tracking.uri=sqlite:///$(REF_DB) tracking.artifact_root=results/reference-artifacts
 TUTORIALS := keras_dense512,tape_sigmoid,relu_mcp,simple_network
-reference: $(STAMP) ## regenerate results/reference: compare + every tutorial preset in every implementation (~2-3 h, 2 cores)
+reference: $(STAMP) ## regenerate results/reference: compare + every tutorial preset in every implementation (~35 min, 2 cores)
 	rm -rf $(REF_DB) results/reference-artifacts
 	$(VENV)/bin/mnist-bench -m +experiment=compare $(REF)
 	$(VENV)/bin/mnist-bench -m +experiment=$(TUTORIALS) implementation=numpy,tf_tape,keras,jax $(REF)

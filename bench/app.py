@@ -88,7 +88,7 @@ def run(cfg: DictConfig) -> dict[str, float] | None:
 def overhead_s(started: float, result, tracker, view) -> float:
     """The job's seconds outside its training epochs, up to its final write: setup, data,
     evaluations, tracking, figures. Left out, as reported on their own: the process's one-time
-    framework import (`import_s`) and model logging (`overhead/model_s`)."""
+    framework import (`framework_import_s`) and model logging (`overhead/model_s`)."""
     tracker.settle()  # the history written and verified: part of the overhead
     elapsed = time.perf_counter() - started
     return elapsed - result.metrics["train_time_s"] - tracker.import_s - view.model_s

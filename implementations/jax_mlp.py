@@ -12,12 +12,8 @@ import os
 from functools import partial
 from importlib import metadata
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-import optax
-
 from implementations.base import EVAL_BATCH_SIZE
+from implementations.native_logs import quiet_native_logs
 from implementations.spec import (
     CLASSES,
     ModelSpec,
@@ -26,6 +22,13 @@ from implementations.spec import (
     check_batch_size,
     started_with,
 )
+
+quiet_native_logs()  # before JAX's import, which would set 1 for TensorFlow too
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)  # float64 models (dtypes stay explicit everywhere)
 

@@ -8,21 +8,9 @@ before its first import.
 
 from __future__ import annotations
 
-import os
-import sys
+from implementations.native_logs import quiet_native_logs
 
-
-def _no_nvidia_gpu() -> bool:
-    """Linux without an NVIDIA device node (nor WSL's GPU bridge): no GPU TensorFlow can use."""
-    nodes = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg")
-    return sys.platform == "linux" and not any(os.path.exists(p) for p in nodes)
-
-
-# Level 2 hides TensorFlow's C++ info and warnings, not its errors. On a machine without an
-# NVIDIA GPU, CUDA builds of TensorFlow still call cuInit and log its failure as an error
-# ("E0000 ... failed call to cuInit") that only says there is no GPU: level 3 there, so a
-# healthy CPU sweep prints no error line. A GPU machine keeps level 2 (its errors are real).
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3" if _no_nvidia_gpu() else "2")
+quiet_native_logs()  # before TensorFlow's first import
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

@@ -77,7 +77,6 @@ def server_on_postgres(postgres, tmp_path):
     log = tmp_path / "server.log"
     with servers.mlflow_server(store, tmp_path / "server-artifacts", log, wait_s=300) as (uri, _):
         yield uri
-    log.close()
 
 
 def sweep_cmd(where: Path, uri: str, *args: str) -> list[str]:

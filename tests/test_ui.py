@@ -227,9 +227,10 @@ def test_make_ui_prints_the_runs_page(swept, capsys):
 
 
 def test_cpu_sweep_prints_no_tensorflow_error(tmp_path):
-    """TensorFlow's own log level, as a user's shell leaves it (the other tests set 3)."""
+    """TensorFlow's own log level, as a user's shell leaves it (the other tests set 3); jax
+    first, whose import would otherwise set the level TensorFlow reads."""
     env = {k: v for k, v in ENV.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    args = ("-m", "implementation=tf_tape,keras", "dataset.n_train=500", "train.epochs=1",
+    args = ("-m", "implementation=jax,tf_tape,keras", "dataset.n_train=500", "train.epochs=1",
             "tracking.log_model=false")  # fmt: skip
     proc = subprocess.run(command(tmp_path, *args), cwd=tmp_path, capture_output=True,
                           text=True, timeout=600, env=env)  # fmt: skip
@@ -237,4 +238,4 @@ def test_cpu_sweep_prints_no_tensorflow_error(tmp_path):
     bad = [line for line in proc.stderr.splitlines() if "E0000" in line or "cuInit" in line]
     assert not bad, bad
     runs = [r for r in runs_of(tmp_path) if "sweep_parent" not in r.data.tags]
-    assert len(runs) == 2 and all("model_id" not in r.data.tags for r in runs)  # switched off
+    assert len(runs) == 3 and all("model_id" not in r.data.tags for r in runs)  # switched off

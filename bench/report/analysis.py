@@ -245,7 +245,7 @@ def summary(rows: pd.DataFrame) -> pd.DataFrame:
                 "peak MB": g.peak_rss_mb.max(),
                 "job MB": g.get("job_memory_mb", pd.Series(dtype=float)).max(),
                 "setup s": g.get("setup_s", pd.Series(dtype=float)).median(),
-                "overhead s": g.overhead_s.median(),
+                "overhead s": g.get("overhead_s", pd.Series(dtype=float)).median(),
                 "train acc": g.final_train_accuracy.mean(),
                 "few runs": "yes" if len(g) < MIN_RUNS else "",
                 "signature": sig,

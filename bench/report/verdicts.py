@@ -257,7 +257,9 @@ def summary_table(rows: pd.DataFrame) -> pd.DataFrame:
                     "job_memory_mb", pd.Series(dtype=float)
                 ).max(),  # what the job itself added
                 "setup_s_median": g.get("setup_s", pd.Series(dtype=float)).median(),
-                "overhead_s_median": g.overhead_s.median(),  # outside epochs, import, model
+                "overhead_s_median": g.get(  # outside epochs, framework import, model logging
+                    "overhead_s", pd.Series(dtype=float)
+                ).median(),
                 "train_accuracy_mean": g.final_train_accuracy.mean(),
                 "setting": hashlib.sha1(str(sig).encode()).hexdigest()[:8],
             }
