@@ -46,7 +46,7 @@ def run(cfg: DictConfig) -> dict[str, float] | None:
             try:
                 if (done := _finished_before(cfg, job)) is not None:
                     return done
-                tracker = _start_run(cfg, job, parallel)
+                tracker, import_s = _start_run(cfg, job, parallel)
             except ConfigError as e:  # tracking settings or an unusable store
                 return _failed(f"error: {e}")
             view = RunView(job, tracker, cfg.tracking.get("log_model", True))
@@ -54,8 +54,11 @@ def run(cfg: DictConfig) -> dict[str, float] | None:
         result = run_job(job, observers)
         if tracker:
             view.finished(result)  # the MLflow UI's view of the run; never fails the run
-            result.metrics["overhead_s"] = overhead_s(started, result, tracker, view)
-            result.metrics["framework_import_s"] = tracker.import_s
+            tracker.settle()  # the history written and verified: part of the overhead
+            result.metrics["overhead_s"] = (
+                time.perf_counter() - started - result.metrics["train_time_s"] - import_s
+            ) - view.model_s  # outside the epochs, the framework's import and model logging
+            result.metrics["framework_import_s"] = import_s
             tracker.finish(result.metrics, result.predictions, result.labels)
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (see Terminated)
         from bench.tracking import close_open_runs
@@ -85,15 +88,6 @@ def run(cfg: DictConfig) -> dict[str, float] | None:
     return m
 
 
-def overhead_s(started: float, result, tracker, view) -> float:
-    """The job's seconds outside its training epochs, up to its final write: setup, data,
-    evaluations, tracking, figures. Left out, as reported on their own: the process's one-time
-    framework import (`framework_import_s`) and model logging (`overhead/model_s`)."""
-    tracker.settle()  # the history written and verified: part of the overhead
-    elapsed = time.perf_counter() - started
-    return elapsed - result.metrics["train_time_s"] - tracker.import_s - view.model_s
-
-
 def _finished_before(cfg: DictConfig, job: Job) -> dict[str, float] | None:
     """With tracking.skip_completed, a config that already has a FINISHED run is not run again,
     so re-running an interrupted sweep only runs what is missing: that run's metrics."""
@@ -114,6 +108,8 @@ def _finished_before(cfg: DictConfig, job: Job) -> dict[str, float] | None:
 
 
 def _start_run(cfg: DictConfig, job: Job, parallel: int):
+    """The job's run, and the seconds its framework's import took (where this job brought it:
+    that import is reported as `framework_import_s`, outside the run's `overhead_s`)."""
     from bench.environment import environment_tags
     from bench.job_setup import job_implementation
     from bench.mlflow_ui import ordered_tags, run_label
@@ -134,9 +130,7 @@ def _start_run(cfg: DictConfig, job: Job, parallel: int):
         tags["hydra_overrides"] = " ".join(HydraConfig.get().overrides.task)
     if parallel > 1:  # timings measured beside other jobs: the report flags them
         tags["parallel_jobs"] = str(parallel)
-    tracker = MlflowRun(cfg, run_label(job), ordered_tags(job, tags))
-    tracker.import_s = import_s
-    return tracker
+    return MlflowRun(cfg, run_label(job), ordered_tags(job, tags)), import_s
 
 
 def parallel_jobs() -> int:

@@ -30,7 +30,7 @@ class Diverged(RuntimeError):
 
 # training images that stand in for a validation set in the divergence rule: enough to see a
 # loss 100x the untrained one, and a fifth of the cost of 5000 after every epoch (simple_network
-# runs 500: 20 s of its Keras job went to a 5000-image probe)
+# runs 500: about 25 s of its Keras job went to a 5000-image probe)
 PROBE_SIZE = 1000
 
 

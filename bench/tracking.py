@@ -218,7 +218,6 @@ class MlflowRun:
         self.history: dict[str, list[int]] = {}  # metric key -> steps logged
         self.writer: HistoryWriter | None = None
         self.settled = False
-        self.import_s = 0.0  # the framework's import, when this job brought it (the app sets it)
         parent = os.environ.get(PARENT_RUN_ENV)
         tags = {**tags, **process_tags(), "config_hash": self.identity}
         if sweep_id := os.environ.get(SWEEP_ID_ENV):

@@ -121,6 +121,8 @@ def test_sweep_over_implementations_is_fully_tracked(tmp_path):
         ):
             history = client.get_metric_history(r.info.run_id, key)
             assert [m.step for m in history] == [1, 2], key
+        last = client.get_metric_history(r.info.run_id, "train_accuracy")[-1].value
+        assert metrics["final_train_accuracy"] == last  # the last epoch's, as Keras reports
         losses[tags["implementation"]] = [
             m.value for m in client.get_metric_history(r.info.run_id, "train_loss")
         ]

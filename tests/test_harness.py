@@ -44,3 +44,25 @@ def test_load_meter_sees_another_process_busy():
         child.kill()
         child.wait()
     assert load.others >= 0.3 and load.steal >= 0 and load.contended
+
+
+def test_a_sweeps_jobs_share_one_read_only_copy_of_their_data():
+    """load_data once per process: a second job with the same data settings gets the same
+    arrays, which nobody can write into; other settings load anew."""
+    import dataclasses
+
+    import pytest
+
+    from bench.job_setup import load_data
+    from bench.settings import job_from_config
+    from tests.test_app import compose_cfg
+
+    first = job_from_config(compose_cfg("implementation=numpy", "seed=0", "dataset.n_train=500"))
+    second = dataclasses.replace(first, seed=1)
+    data, splits = load_data(first)
+    assert load_data(second)[1] is splits
+    for a in (data.x_train, splits.x_train, splits.y_val, splits.x_test):
+        with pytest.raises(ValueError, match="read-only"):
+            a[0] = 0
+    other = job_from_config(compose_cfg("implementation=numpy", "dataset.n_train=400"))
+    assert len(load_data(other)[1].y_train) == 400

@@ -6,13 +6,14 @@ the gap is what Python, the framework and elementwise work cost."""
 
 from __future__ import annotations
 
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 from threadpoolctl import threadpool_limits
+
+from bench.settings import usable_cores
 
 # arrays of the parameters' size an update must read or write once per step, at least:
 # SGD reads p, g and writes p; momentum and RMSprop add one state read and written; Adam two
@@ -98,7 +99,7 @@ def case_floor(sizes, batch: int, n_train: int, optimizer: str, threads: int | N
         per_step = products_seconds(shapes)
         products = steps * per_step + (products_seconds(step_products(sizes, last)) if last else 0)
         flops = sum(2 * m * k * n for m, k, n in shapes)
-        cores = threads or os.cpu_count() or 1
+        cores = threads or usable_cores()
         bandwidth = bandwidth_gbs(n_params, cores)
         large = bandwidth_gbs(64 * 2**20, cores, repeats=5)
     steps += bool(last)
