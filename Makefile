@@ -18,8 +18,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install the project with its test tools
 
-demo: $(STAMP)   ## the main job: the fair comparison sweep, tracked in MLflow
-	$(VENV)/bin/mnist-bench -m +experiment=compare
+demo: $(STAMP)   ## the main job: the fair comparison sweep, tracked in MLflow (ARGS="..." adds overrides)
+	$(VENV)/bin/mnist-bench -m +experiment=compare $(ARGS)
 
 test: $(STAMP)   ## the whole test suite, slow tests on full MNIST included
 	$(PY) -m pytest -q
@@ -39,15 +39,18 @@ audit: $(STAMP)  ## what the latest sweep is missing, and the command that fills
 speed: $(STAMP)  ## the speed benchmark -> results/speed/speed.md (~10 min; reference copy: --out results/reference)
 	$(VENV)/bin/mnist-bench-speed
 
-REF_DB := results/reference.db
-REF := tracking.uri=sqlite:///$(REF_DB) tracking.artifact_root=results/reference-artifacts
+REF_DB ?= results/reference.db
+REF_OUT ?= results
+REF := tracking.uri=sqlite:///$(REF_DB) tracking.artifact_root=$(REF_DB:.db=-artifacts) $(REF_ARGS)
 TUTORIALS := keras_dense512,tape_sigmoid,relu_mcp,simple_network
 reference: $(STAMP) ## regenerate results/reference: compare + every tutorial preset in every implementation (~35 min, 2 cores)
-	rm -rf $(REF_DB) results/reference-artifacts
+	rm -rf $(REF_DB) $(REF_DB:.db=-artifacts)
 	$(VENV)/bin/mnist-bench -m +experiment=compare $(REF)
 	$(VENV)/bin/mnist-bench -m +experiment=$(TUTORIALS) implementation=numpy,tf_tape,keras,jax $(REF)
-	$(VENV)/bin/mnist-bench-report --tracking-uri sqlite:///$(REF_DB) --all --name reference
+	$(VENV)/bin/mnist-bench-report --tracking-uri sqlite:///$(REF_DB) --all --name reference --out $(REF_OUT)
 
+UI_STORE ?= sqlite:///results/mlflow.db
+UI_PORT ?= 5000
 ui: $(STAMP)     ## MLflow UI on http://127.0.0.1:5000 over the local store (prints the runs page's link)
-	@$(PY) -m bench.mlflow_ui --tracking-uri sqlite:///results/mlflow.db
-	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///results/mlflow.db --host 127.0.0.1 --port 5000
+	@$(PY) -m bench.commands.ui --tracking-uri $(UI_STORE) --ui http://127.0.0.1:$(UI_PORT)
+	$(VENV)/bin/mlflow ui --backend-store-uri $(UI_STORE) --host 127.0.0.1 --port $(UI_PORT)

@@ -1,3 +1,3 @@
-from bench.app import main
+from bench.commands.train import main
 
 main()

@@ -30,6 +30,12 @@ from implementations.base import Build
 from implementations.spec import SpecError
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf" / "implementation"
+IMPL_ORDER = ("numpy", "tf_tape", "keras", "jax")  # how tables, pairs and colours list them
+
+
+def impl_key(name: str) -> tuple[int, str]:
+    """Canonical implementation order: IMPL_ORDER first, the others alphabetically."""
+    return (IMPL_ORDER.index(name), "") if name in IMPL_ORDER else (len(IMPL_ORDER), name)
 
 
 class Implementation:

@@ -5,8 +5,13 @@ The harness owns data order, timing, seeding and logging; a network only compute
 are taken in the order given: the harness has already shuffled `x` and `y` (into buffers it
 reuses next epoch, so a network must not keep them after train_epoch returns).
 
-Some verbs are optional, for the callers that need them: `gradients` (the equivalence tests),
-`timed_train_epoch` or `phase_epoch` (the speed benchmark's per-phase breakdown).
+Some verbs are optional, for the callers that need them:
+- `gradients(x, y)`: the training objective's gradients on one batch, in get_weights() order
+  (the equivalence tests);
+- `timed_train_epoch(x, y)`: train_epoch, plus {"forward", "backward", "update"} seconds summed
+  over its steps, where the phases can be clocked inside the real step; else
+- `phase_epoch(phase, x, y)`: a train_epoch whose steps stop after "forward" (loss and accuracy
+  included) or after "gradients", without updating (the speed benchmark's per-phase breakdown).
 """
 
 from __future__ import annotations
@@ -34,25 +39,6 @@ class Network(Protocol):
         """[W1, b1, W2, b2, ...] as NumPy arrays, W of shape (in, out)."""
 
     def set_weights(self, weights: list[np.ndarray]) -> None: ...
-
-
-class WithGradients(Network, Protocol):
-    """Optional, for the equivalence tests."""
-
-    def gradients(self, x: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
-        """Gradients of the training objective on one batch, in get_weights() order."""
-
-
-class WithPhases(Network, Protocol):
-    """Optional, for the speed benchmark: `timed_train_epoch` where the phases can be clocked
-    inside the real step, else `phase_epoch` (steps stopped early)."""
-
-    def timed_train_epoch(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float, dict]:
-        """train_epoch, plus {"forward", "backward", "update"}: seconds summed over its steps."""
-
-    def phase_epoch(self, phase: str, x: np.ndarray, y: np.ndarray) -> None:
-        """A train_epoch whose steps stop after "forward" (loss and accuracy included) or after
-        "gradients", without updating: the speed benchmark's per-phase breakdown."""
 
 
 class Build(Protocol):

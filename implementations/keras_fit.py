@@ -161,7 +161,7 @@ build = KerasMLP  # the module's entry point: build(model, optimizer, batch_size
 
 
 def export(net: KerasMLP) -> keras.Model:
-    """The trained model for inference (bench.models logs it with mlflow.keras): an uncompiled
+    """The trained model for inference (bench.tracking.model logs it with mlflow.keras): an uncompiled
     plain Sequential with the trained weights, so loading it needs no class of this module (the
     compiled model's loss is SampleLoss; LayerRateSequential only changes training)."""
     model = keras.Sequential.from_config(net.model.get_config())

@@ -7,13 +7,13 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import requests
 
+from tests.docs import documented
 from tests.test_app import ENV
 
 
@@ -29,12 +29,15 @@ def mlflow_server(backend_store_uri: str, artifacts: Path, log_path: Path, wait_
     (uri, process) once /health answers (else fails the test with the server's log), and
     stops the server and its uvicorn workers afterwards."""
     port = free_port()
+    command = documented(  # docs/scaling-out.md's server, on its own port, store and folder
+        "mlflow server --host 127.0.0.1 --port 5001 --backend-store-uri sqlite:///results/server.db --artifacts-destination results/server-artifacts",
+        replace={"5001": str(port), "sqlite:///results/server.db": backend_store_uri,
+                 "results/server-artifacts": str(artifacts)},
+    )  # fmt: skip
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-             "--backend-store-uri", backend_store_uri, "--artifacts-destination", str(artifacts)],
-            stdout=log, stderr=subprocess.STDOUT, env=ENV, start_new_session=True,
-        )  # fmt: skip
+            command, stdout=log, stderr=subprocess.STDOUT, env=ENV, start_new_session=True
+        )
         uri = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + wait_s

@@ -8,8 +8,14 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from bench.report import analysis, verdicts
-from bench.report.analysis import NO_DIFFERENCE
+from bench.report.numbers import checklist, verdicts
+from bench.report.numbers import stats as analysis
+from bench.report.numbers.collect import Selection
+from bench.report.numbers.findings import Findings
+from bench.report.numbers.rows import THRESHOLDS, per_run
+from bench.report.numbers.stats import NO_DIFFERENCE
+from bench.report.numbers.tables import agreement, summary_table
+from bench.report.pages import assemble, sentences
 
 T2 = stats.t.ppf(0.975, 2)  # the t quantile of a 3-run interval
 
@@ -144,7 +150,7 @@ def test_mcnemar_is_the_exact_binomial_test_on_the_discordant_images():
     b = np.zeros(100, dtype=int)
     a[:12] = 1  # a wrong on 12 images
     b[10:30] = 1  # b wrong on 20, 2 of them where a is wrong too
-    table = analysis.agreement({"a": a, "b": b}, labels)
+    table = agreement({"a": a, "b": b}, labels)
     r = table.iloc[0]
     assert (r["only A right"], r["only B right"]) == (18, 10)
     assert r["McNemar p"] == pytest.approx(stats.binomtest(18, 28, 0.5).pvalue)
@@ -189,11 +195,11 @@ def three_runs():
 
 
 def test_time_to_accuracy_is_censored_not_dropped(three_runs):
-    rows = analysis.per_run(*three_runs).set_index("run_id")
+    rows = per_run(*three_runs).set_index("run_id")
     assert rows.has_val.tolist() == [True, True, False]
     assert rows.loc["r1", ["to_0.95", "to_0.97", "to_0.98"]].tolist() == [2.0, 3.0, np.inf]
     assert rows.loc["r2", ["to_0.95", "to_0.96", "to_0.97"]].tolist() == [4.0, 6.0, np.inf]
-    assert rows.loc["r3", [f"to_{t:.3g}" for t in analysis.THRESHOLDS]].isna().all()
+    assert rows.loc["r3", [f"to_{t:.3g}" for t in THRESHOLDS]].isna().all()
     assert rows.time_to_target_s.tolist()[:2] == [3.0, np.inf]
     assert np.isnan(rows.loc["r3", "time_to_target_s"])  # no validation set, not "never"
 
@@ -204,7 +210,7 @@ def test_a_higher_threshold_never_shows_a_shorter_median_time():
     cols = {"to_0.95": [1.0, 1.0, 10.0], "to_0.96": [1.5, 9.0, np.inf]}
     cols |= {"to_0.97": [2.0, np.inf, np.inf], "to_0.975": [np.inf] * 3, "to_0.98": [np.nan] * 3}
     rows = rows_of(*({"implementation": "numpy", "seed": s} for s in range(3))).assign(**cols)
-    table = analysis.time_to_accuracy_table(rows).iloc[0]
+    table = assemble.time_to_accuracy_table(rows).iloc[0]
     assert table["to_0.95"] == "1 s (3/3 reached)"
     assert table["to_0.96"] == "9 s (2/3 reached)"
     assert table["to_0.97"] == "not reached (1/3 reached)"
@@ -255,7 +261,17 @@ def test_a_censored_time_to_target_gives_no_interval_and_no_claim(compared):
     assert np.isnan(censored.ci_low) and np.isnan(censored.ci_high)
     assert censored.estimate == 9.0 / 5.0  # medians with the censored run as +inf: 9 / 5
     assert censored.verdict == NO_DIFFERENCE
-    assert "keras 2/3" in censored.note and "numpy 3/3" in censored.note
+    assert (censored.reached_a, censored.runs_a, censored.reached_b, censored.runs_b) == (
+        3,
+        3,
+        2,
+        3,
+    )
+    table = verdicts.verdicts(compared)
+    whole = table[
+        (table.a == "numpy") & (table.b == "keras") & (table.quantity == "time_to_target")
+    ]
+    assert "(numpy 3/3, keras 2/3 reached)" in sentences.reason_text(whole.iloc[0])
     reached = row["numpy", "tf_tape", "time_to_target"]
     assert reached.estimate == pytest.approx(1.0) and reached.verdict == NO_DIFFERENCE
 
@@ -268,7 +284,7 @@ def test_one_paired_run_has_no_interval_and_says_so():
     table = verdicts.verdicts(rows)
     assert (table.n == 1).all() and table[["ci_low", "ci_high"]].isna().all().all()
     assert (table.verdict == NO_DIFFERENCE).all()
-    speed, target, _ = (verdicts.verdict_sentence(r) for r in table.itertuples())
+    speed, target, _ = (sentences.verdict_sentence(r) for r in table.itertuples())
     assert speed == (
         "numpy vs keras: no significant difference, 1 run: no interval (4.00x; steady epoch, 1 seed)"
     )
@@ -281,7 +297,7 @@ def test_when_no_run_reaches_the_target_the_sentence_says_so_without_a_ratio():
     table = verdicts.verdicts(rows)
     row = table[table.quantity == "time_to_target"].iloc[0]
     assert np.isnan(row.estimate) and row.verdict == NO_DIFFERENCE
-    assert verdicts.verdict_sentence(row) == (
+    assert sentences.verdict_sentence(row) == (
         "numpy vs keras: no significant difference, no run reached it "
         "(numpy 0/3, keras 0/3 reached): no interval (time to target, 3 seeds)"
     )
@@ -290,18 +306,20 @@ def test_when_no_run_reaches_the_target_the_sentence_says_so_without_a_ratio():
 def test_summary_steady_epoch_is_a_geometric_mean_with_a_positive_interval():
     # two runs 0.14 s and 0.36 s: the arithmetic t-interval reaches -1.15 s
     rows = rows_of(*trio("tf_tape", [0.14, 0.36, np.nan])[:2])
-    row = analysis.summary(rows).iloc[0]
-    assert row["steady epoch s"] == pytest.approx(np.sqrt(0.14 * 0.36))
+    row = summary_table(rows).iloc[0]
+    assert row.steady_epoch_s_geomean == pytest.approx(np.sqrt(0.14 * 0.36))
     half = stats.t.ppf(0.975, 1) * np.log(0.36 / 0.14) / np.sqrt(2) / np.sqrt(2)
-    low = np.exp(np.log(0.14 * 0.36) / 2 - half)
-    assert row["steady 95% CI"] == f"{low:.3f}-{np.exp(np.log(0.14 * 0.36) / 2 + half):.3f}"
-    assert row["time to target"] == "5 s (2/2 reached)"
+    low, high = np.exp(np.log(0.14 * 0.36) / 2 - half), np.exp(np.log(0.14 * 0.36) / 2 + half)
+    assert (row.steady_epoch_s_ci_low, row.steady_epoch_s_ci_high) == pytest.approx((low, high))
+    assert low > 0
+    assert (row.time_to_target_s_median, row.time_to_target_reached) == (5.0, 2)
 
 
 def test_verdict_sentences():
     def sentence(**kw):
-        base = {"preset": "p", "a": "numpy", "b": "keras", "n": 3, "margin": 0.39, "note": ""}
-        return verdicts.verdict_sentence(pd.Series({**base, **kw}))
+        base = {"preset": "p", "a": "numpy", "b": "keras", "n": 3, "margin": 0.39,
+                **verdicts.REASONS, "measured": 3}  # fmt: skip
+        return sentences.verdict_sentence(pd.Series({**base, **kw}))
 
     speed = {"quantity": "epoch_time"}
     assert sentence(**speed, estimate=1.7, ci_low=1.4, ci_high=2.1, verdict="faster") == (
@@ -323,15 +341,18 @@ def test_verdict_sentences():
     )
 
 
-def test_paired_speedups_keeps_the_speed_section_working(compared):
-    speed = analysis.paired_speedups(compared)
-    assert set(speed.quantity) == {"epoch_time"} and len(speed) == 3
-    statement = "p: numpy 2.00x faster than keras [1.84, 2.17] (steady epoch, 3 seeds)"
-    assert statement in speed.statement.tolist()
-
-
 def test_written_tables(compared, tmp_path):
-    v_path, s_path = verdicts.write_verdict_tables(compared, tmp_path)
+    found = Findings(
+        selection=Selection(mlflow_runs(), "test", "test"),
+        hist=pd.DataFrame(columns=["run_id", "key", "step", "value"]),
+        rows=compared,
+        verdicts=verdicts.verdicts(compared),
+        summary=summary_table(compared),
+        warnings=[],
+    )
+    assemble.write_tables(found, tmp_path)
+    v_path, s_path = tmp_path / "verdicts.csv", tmp_path / "summary.csv"
+    assert len(pd.read_csv(tmp_path / "runs.csv")) == 3
     written = pd.read_csv(v_path)
     assert list(written.columns) == verdicts.VERDICT_COLUMNS
     assert len(written) == 3 * 3  # pairs x quantities
@@ -378,7 +399,7 @@ def mlflow_runs(n: int = 3, **tags) -> pd.DataFrame:
 
 
 def items(runs: pd.DataFrame, rows: pd.DataFrame) -> dict[str, tuple[bool, str]]:
-    return {item: (ok, detail) for item, ok, detail in verdicts.checklist(runs, rows)}
+    return {item: (ok, detail) for item, ok, detail in checklist.checklist(runs, rows)}
 
 
 def test_checklist_passes_for_a_complete_selection(compared):
@@ -431,7 +452,7 @@ def test_contended_epochs_are_set_aside_from_the_steady_epoch(three_runs):
             for step in range(1, 5)
         ]
     )
-    rows = analysis.per_run(runs, hist).set_index("run_id")
+    rows = per_run(runs, hist).set_index("run_id")
     assert rows.steady_epoch_s.tolist() == [1.0, 4.0, 1.0]  # r1 without its 3 s epoch
     assert rows.contended_epochs.tolist() == [1, 3, 0]
     assert rows.all_contended.tolist() == [False, True, False]
@@ -449,8 +470,8 @@ def test_seeds_contended_throughout_are_set_aside_from_speed_verdicts(compared):
     speed = v[(v.quantity == "epoch_time")].iloc[0]
     acc = v[(v.quantity == "test_accuracy")].iloc[0]
     assert (speed.a, speed.b, speed.n, acc.n) == ("numpy", "tf_tape", 3, 5)
-    assert "2 contended seed(s) set aside" in speed.note
-    assert "2 contended seed(s) set aside" in verdicts.verdict_sentence(speed)
+    assert speed.set_aside == 2 and speed.contended == 0
+    assert "2 contended seed(s) set aside" in sentences.verdict_sentence(speed)
 
 
 def test_too_few_calm_seeds_make_no_speed_claim(compared):
@@ -459,5 +480,7 @@ def test_too_few_calm_seeds_make_no_speed_claim(compared):
     v = verdicts.verdicts(rows)
     speed = v[v.quantity == "epoch_time"]
     assert speed.ci_low.isna().all() and (speed.verdict == "no significant difference").all()
-    assert speed.note.str.contains("host contended in 2 of 3 seeds: no claim").all()
+    assert (speed.contended == 2).all() and (speed.set_aside == 0).all()
+    said = [sentences.reason_text(r) for r in speed.itertuples()]
+    assert all(r == "host contended in 2 of 3 seeds: no claim" for r in said), said
     assert (v[v.quantity == "test_accuracy"].n == 3).all()

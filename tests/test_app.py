@@ -14,9 +14,9 @@ import yaml
 from hydra import compose, initialize_config_dir
 from mlflow import MlflowClient
 
-from bench.app import run
-from bench.settings import ConfigError, job_from_config
-from bench.tracking import FAILURES
+from bench.commands.train import run
+from bench.job.settings import ConfigError, job_from_config
+from bench.tracking.sweep_env import FAILURES
 from tests.conftest import ROOT
 from tests.helpers import NAMES
 
@@ -24,14 +24,19 @@ PRESETS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
 SMALL = ["dataset.n_train=2000", "train.epochs=2"]
 
 
-def command(tmp_path: Path, *args: str) -> list[str]:
-    """The console command as a user types it, with its store in tmp_path."""
-    store = [
+def store_overrides(tmp_path: Path) -> list[str]:
+    """Overrides that keep a command's runs, artifacts and Hydra folders in tmp_path."""
+    return [
         f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
         f"tracking.artifact_root={tmp_path}/artifacts",
         f"hydra.sweep.dir={tmp_path}/multirun",
         f"hydra.run.dir={tmp_path}/run",
     ]
+
+
+def command(tmp_path: Path, *args: str) -> list[str]:
+    """The console command as a user types it, with its store in tmp_path."""
+    store = store_overrides(tmp_path)
     flags = [a for a in args if a.startswith("-") or a in ("job", "hydra")]
     overrides = [a for a in args if a not in flags]
     return [sys.executable, "-m", "bench", *flags, *overrides, *store]
@@ -310,7 +315,7 @@ def test_gpu_without_a_gpu_fails_clearly(tmp_path):
 
 
 def test_a_missing_extra_is_named(monkeypatch, capsys):
-    from bench import extras
+    from bench.job import extras
 
     extras.check_extras(["hydra/launcher=joblib", "hydra/launcher=submitit_local"])  # installed
     monkeypatch.setitem(extras.EXTRAS, "hydra/launcher=ray", ("hydra_plugins.no_such", "ray"))
@@ -346,7 +351,7 @@ def test_a_numpy_run_never_imports_tensorflow(tmp_path):
     code = (
         "import sys\n"
         "from tests.test_app import compose_cfg\n"
-        "from bench.app import run\n"
+        "from bench.commands.train import run\n"
         f"cfg = compose_cfg('tracking.uri=sqlite:///{tmp_path}/m.db', *{SMALL!r})\n"
         "assert run(cfg)\n"
         "print(sorted(m for m in ('tensorflow', 'keras', 'jax') if m in sys.modules))\n"

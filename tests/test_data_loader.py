@@ -167,7 +167,7 @@ def test_unknown_dataset_names_the_allowed_ones():
 
 def _cli(*args: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "bench.data.cli", *args],
+        [sys.executable, "-m", "bench.commands.data", *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -284,7 +284,7 @@ def test_cli_fetch_interrupted_leaves_nothing_behind(nothing_on_disk):
     silent.listen()
     url = f"http://127.0.0.1:{silent.getsockname()[1]}/"
     child = subprocess.Popen(
-        [sys.executable, "-m", "bench.data.cli", "fetch", "--mirror", url],
+        [sys.executable, "-m", "bench.commands.data", "fetch", "--mirror", url],
         cwd=ROOT,
         env={**os.environ, **nothing_on_disk},
         stdout=subprocess.PIPE,
@@ -305,7 +305,7 @@ def test_cli_fetch_interrupted_leaves_nothing_behind(nothing_on_disk):
 
 def test_cli_info_into_a_closed_pipe_exits_quietly(data_root):
     child = subprocess.Popen(
-        [sys.executable, "-m", "bench.data.cli", "info"],
+        [sys.executable, "-m", "bench.commands.data", "info"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -141,7 +141,7 @@ def test_a_store_locked_longer_than_writes_wait_never_ends_finished(tmp_path):
     assert run.info.status != "FINISHED"
     # the next command on the store ends it FAILED (its process is gone), never FINISHED
     audit = subprocess.run(
-        [sys.executable, "-m", "bench.audit", "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"],
+        [sys.executable, "-m", "bench.commands.audit", "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"],
         capture_output=True, text=True, env=ENV,
     )  # fmt: skip
     assert audit.returncode == 2  # a single run, no sweep
@@ -222,7 +222,7 @@ def test_a_run_left_finished_without_its_metrics_is_a_hole_for_resume_and_audit(
     db.commit()
     db.close()
     audit = subprocess.run(
-        [sys.executable, "-m", "bench.audit", "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"],
+        [sys.executable, "-m", "bench.commands.audit", "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"],
         capture_output=True, text=True, env=ENV,
     )  # fmt: skip
     assert audit.returncode == 1, audit.stdout
@@ -310,7 +310,7 @@ def test_reports_of_two_sweeps_and_of_a_filter_stay_apart_and_inside_out(tmp_pat
 
     def report(*args):
         return subprocess.run(
-            [sys.executable, "-m", "bench.report.cli", "--tracking-uri", uri, "--out", str(out),
+            [sys.executable, "-m", "bench.commands.report", "--tracking-uri", uri, "--out", str(out),
              *args],
             capture_output=True, text=True, env=ENV, timeout=300,
         )  # fmt: skip
@@ -334,7 +334,7 @@ def test_reports_of_two_sweeps_and_of_a_filter_stay_apart_and_inside_out(tmp_pat
 # --- hangs: dead servers, unusable stores
 
 
-@pytest.mark.parametrize("tool", ["bench", "bench.audit", "bench.report.cli"])
+@pytest.mark.parametrize("tool", ["bench", "bench.commands.audit", "bench.commands.report"])
 def test_every_command_fails_in_seconds_in_one_line_on_a_dead_server(tmp_path, tool):
     dead = f"http://127.0.0.1:{free_port()}"
     if tool == "bench":
@@ -392,7 +392,7 @@ def test_an_unusable_store_is_refused_in_one_line(tmp_path, make_uri, message):
 
 def test_reading_commands_never_create_a_store(tmp_path):
     uri = f"sqlite:///{tmp_path}/none/mlflow.db"
-    for tool in ("bench.audit", "bench.report.cli"):
+    for tool in ("bench.commands.audit", "bench.commands.report"):
         proc = subprocess.run(
             [sys.executable, "-m", tool, "--tracking-uri", uri, "--out", str(tmp_path / "r")]
             if tool.endswith("cli") else [sys.executable, "-m", tool, "--tracking-uri", uri],
@@ -416,7 +416,7 @@ def test_bad_report_selections_fail_in_one_line(tmp_path, args, message):
     assert mnist_bench(tmp_path, *TINY).returncode == 0
     assert mnist_bench(tmp_path, *TINY, "optimizer.lr=1e9").returncode == 1
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.report.cli", "--tracking-uri",
+        [sys.executable, "-m", "bench.commands.report", "--tracking-uri",
          f"sqlite:///{tmp_path}/mlflow.db", "--out", str(tmp_path / "r"), *args],
         capture_output=True, text=True, env=ENV, timeout=300,
     )  # fmt: skip
@@ -493,9 +493,9 @@ def mlflow_server(tmp_path):
 
 def test_bad_values_that_used_to_pass_are_refused_before_any_run(tmp_path, capsys):
     """The in-process counterpart of BAD_OVERRIDES for values whose check needs the machine."""
-    from bench.app import run
-    from bench.settings import usable_cores
-    from bench.tracking import FAILURES
+    from bench.commands.train import run
+    from bench.job.settings import usable_cores
+    from bench.tracking.sweep_env import FAILURES
 
     cfg = compose_cfg(
         f"train.threads={usable_cores() + 1}", f"tracking.uri=sqlite:///{tmp_path}/m.db"

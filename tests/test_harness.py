@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.harness import epoch_order
-from bench.host import peak_rss_mb, reset_peak_rss
+from bench.job.harness import epoch_order
+from bench.job.host import peak_rss_mb, reset_peak_rss
 
 
 def test_memory_peak_is_per_job_not_per_process():
@@ -29,7 +29,7 @@ def test_load_meter_sees_another_process_busy():
     import sys
     import time
 
-    from bench.host import LoadMeter
+    from bench.job.host import LoadMeter
 
     child = subprocess.Popen(
         [sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 3: pass"]
@@ -53,8 +53,8 @@ def test_a_sweeps_jobs_share_one_read_only_copy_of_their_data():
 
     import pytest
 
-    from bench.job_setup import load_data
-    from bench.settings import job_from_config
+    from bench.job.settings import job_from_config
+    from bench.job.setup import load_data
     from tests.test_app import compose_cfg
 
     first = job_from_config(compose_cfg("implementation=numpy", "seed=0", "dataset.n_train=500"))

@@ -9,15 +9,14 @@ from mlflow import MlflowClient
 
 from implementations import registry
 from implementations.spec import SpecError
-from tests.test_app import mnist_bench, runs_of
-
-FOUR = "implementation=numpy,tf_tape,keras,jax"
+from tests.docs import run_documented
+from tests.test_app import runs_of, store_overrides
 
 
 def test_jax_joins_the_compare_sweep_in_lockstep(tmp_path):
-    proc = mnist_bench(
-        tmp_path, "-m", "+experiment=compare", FOUR, "seed=0", "dataset.n_train=2000",
-        "train.epochs=3",
+    proc = run_documented(
+        "mnist-bench -m +experiment=compare implementation=numpy,tf_tape,keras,jax",
+        "seed=0", "dataset.n_train=2000", "train.epochs=3", *store_overrides(tmp_path), cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = {

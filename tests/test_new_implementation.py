@@ -63,13 +63,13 @@ def test_a_module_and_a_config_file_add_an_implementation(project_with_twin, tmp
         f"tracking.artifact_root={tmp_path}/artifacts", f"hydra.sweep.dir={tmp_path}/multirun",
     )  # fmt: skip
     run(
-        copy, tmp_path, "-m", "bench.report.cli", "--tracking-uri", store,
+        copy, tmp_path, "-m", "bench.commands.report", "--tracking-uri", store,
         "--out", str(tmp_path / "reports"), "--name", "twin",
     )  # fmt: skip
     report = (tmp_path / "reports" / "twin" / "report.md").read_text()
     assert "| twin |" in report and "2 runs, 2 finished" in report
     run(
-        copy, tmp_path, "-m", "bench.speed.cli", "--quick", "--implementation", "numpy",
+        copy, tmp_path, "-m", "bench.commands.speed", "--quick", "--implementation", "numpy",
         "--implementation", "twin", "--out", str(tmp_path / "speed"), "--tracking-uri", store,
     )  # fmt: skip
     speed = (tmp_path / "speed" / "speed.md").read_text()

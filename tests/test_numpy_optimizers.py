@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from implementations import numpy_scratch
+from implementations import numpy_optimizers
 from implementations.spec import OptimizerSpec
 
 SPEC = dict(momentum=0.875, rho=0.875, beta1=0.875, beta2=1 - 2**-10, epsilon=2**-23)
@@ -31,15 +31,15 @@ def group_states(opt, sizes=SIZES):
     return [tuple(a[: sizes[0]] for a in flat), tuple(a[sizes[0] :] for a in flat)]
 
 
-@pytest.mark.parametrize("block", [numpy_scratch.BLOCK, 16])
-@pytest.mark.parametrize("name", sorted(numpy_scratch.OPTIMIZERS))
+@pytest.mark.parametrize("block", [numpy_optimizers.BLOCK, 16])
+@pytest.mark.parametrize("name", sorted(numpy_optimizers.OPTIMIZERS))
 def test_fused_step_follows_the_textbook_form(name, block, monkeypatch):
     """Whole groups, and groups cut into cache blocks (16 elements: 50 = 16 + 16 + 16 + 2)."""
-    monkeypatch.setattr(numpy_scratch, "BLOCK", block)
+    monkeypatch.setattr(numpy_optimizers, "BLOCK", block)
     rng = np.random.default_rng(0)
     spec = OptimizerSpec(name=name, **SPEC)
     groups, flat_g = two_groups(rng, np.float64)
-    opt = numpy_scratch.OPTIMIZERS[name](spec, groups)
+    opt = numpy_optimizers.OPTIMIZERS[name](spec, groups)
     assert len(opt.groups) == (5 if block == 16 else 2)
     expected = [(p.copy(), *state) for (p, _, _), state in zip(groups, group_states(opt))]
     for t in range(1, 6):
@@ -56,7 +56,7 @@ def test_state_of_a_zero_gradient_never_turns_subnormal(name):
     """Entries whose gradient stays exactly 0 (never-lit pixels) decay: 3000 float32 steps."""
     rng = np.random.default_rng(0)
     groups, flat_g = two_groups(rng, np.float32)
-    opt = numpy_scratch.OPTIMIZERS[name](OptimizerSpec(name=name, beta2=0.9), groups)
+    opt = numpy_optimizers.OPTIMIZERS[name](OptimizerSpec(name=name, beta2=0.9), groups)
     tiny = np.finfo(np.float32).tiny
     for t in range(3000):
         flat_g[...] = rng.normal(0, 1, flat_g.size) if t < 5 else 0

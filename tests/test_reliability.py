@@ -105,7 +105,13 @@ def test_sigkilled_sweep_resumes_to_one_finished_run_per_config(tmp_path):
     proc.wait(timeout=30)
 
     audit = subprocess.run(
-        [sys.executable, "-m", "bench.audit", "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"],
+        [
+            sys.executable,
+            "-m",
+            "bench.commands.audit",
+            "--tracking-uri",
+            f"sqlite:///{tmp_path}/mlflow.db",
+        ],
         capture_output=True,
         text=True,
         env=ENV,

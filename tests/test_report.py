@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from bench.report.analysis import NO_DIFFERENCE, equivalence_margin
-from bench.report.cli import main as report_main
-from bench.report.plots import by_setting
+from bench.commands.report import main as report_main
+from bench.report.numbers.stats import NO_DIFFERENCE, equivalence_margin
+from bench.report.pages.plots import by_setting
 from tests.test_app import SMALL, mnist_bench, runs_of
 
 _SWEEP: dict = {}

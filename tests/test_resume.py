@@ -8,9 +8,10 @@ import time
 
 import pytest
 
-from bench.app import run
-from bench.audit import main as audit_main
-from bench.tracking import FAILURES, compare_repeat
+from bench.commands.audit import main as audit_main
+from bench.commands.train import run
+from bench.tracking.runs import compare_repeat
+from bench.tracking.sweep_env import FAILURES
 from tests.servers import free_port
 from tests.test_app import ENV, SMALL, command, compose_cfg, mnist_bench, runs_of
 
@@ -77,11 +78,11 @@ def test_report_of_a_resumed_sweep_covers_the_whole_grid(tmp_path):
     args = ["-m", "seed=0,1", "implementation=numpy", "dataset.n_train=500", "train.epochs=1"]
     assert mnist_bench(tmp_path, *args[:1], "seed=0", *args[2:]).returncode == 0
     assert mnist_bench(tmp_path, *args).returncode == 0  # seed 0 skipped, seed 1 runs
-    from bench.report.collect import select_runs
+    from bench.report.numbers.collect import select
 
-    runs, label = select_runs(f"sqlite:///{tmp_path}/mlflow.db", "mnist-bench")
-    assert sorted(runs["params.seed"]) == ["0", "1"]
-    assert "1 runs from earlier sweeps" in label
+    found = select(f"sqlite:///{tmp_path}/mlflow.db", "mnist-bench")
+    assert sorted(found.runs["params.seed"]) == ["0", "1"]
+    assert "1 runs from earlier sweeps" in found.label and found.sweep_id in found.label
 
 
 def test_compare_repeat_outcomes():

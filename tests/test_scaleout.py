@@ -12,22 +12,27 @@ import numpy as np
 import pytest
 
 from tests import servers
-from tests.test_app import ENV, command
+from tests.docs import run_documented
+from tests.test_app import ENV, store_overrides
 
 # the README's main job, one seed and a small subset: 3 jobs, one per implementation
-COMPARE = ["-m", "+experiment=compare", "seed=0", "dataset.n_train=1000", "train.epochs=1"]
-LAUNCHERS = {
-    "serial": [],
-    "joblib": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
-    "submitit_local": ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10"],
-}
+SMALL = ["seed=0", "dataset.n_train=1000", "train.epochs=1"]
 
 
-def sweep(tmp_path: Path, *args: str, uri: str | None = None) -> subprocess.CompletedProcess:
-    cmd = command(tmp_path, *args)
-    if uri:
-        cmd = [a for a in cmd if not a.startswith("tracking.")] + [f"tracking.uri={uri}"]
-    return subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env=ENV, timeout=600)
+def launched(name: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    """docs/scaling-out.md's sweep on one launcher, with its store in tmp_path."""
+    extra = [*SMALL, *store_overrides(tmp_path)]
+    if name == "serial":
+        return run_documented("mnist-bench -m +experiment=compare", *extra, cwd=tmp_path)
+    if name == "joblib":
+        return run_documented(
+            "mnist-bench -m +experiment=compare hydra/launcher=joblib hydra.launcher.n_jobs=2",
+            *extra, cwd=tmp_path,
+        )  # fmt: skip
+    return run_documented(
+        "mnist-bench -m +experiment=compare hydra/launcher=submitit_local hydra.sweeper.max_batch_size=2",
+        *extra, "hydra.launcher.timeout_min=10", cwd=tmp_path,
+    )  # fmt: skip
 
 
 def finished_jobs(uri: str) -> dict[tuple[str, str, str], list[float]]:
@@ -58,18 +63,22 @@ def mlflow_server(tmp_path):
 @pytest.mark.slow
 def test_same_runs_serial_joblib_submitit_and_server(tmp_path, mlflow_server):
     results = {}
-    for name, launcher in LAUNCHERS.items():
+    for name in ("serial", "joblib", "submitit_local"):
         where = tmp_path / name
         where.mkdir()
-        proc = sweep(where, *COMPARE, *launcher)
+        proc = launched(name, where)
         assert proc.returncode == 0, f"{name}: {proc.stderr[-3000:]}"
         results[name] = finished_jobs(f"sqlite:///{where}/mlflow.db")
-    proc = sweep(tmp_path / "serial", *COMPARE, uri=mlflow_server)
+    port = mlflow_server.rsplit(":", 1)[1]
+    proc = run_documented(
+        "mnist-bench -m +experiment=compare tracking.uri=http://127.0.0.1:5001", *SMALL,
+        f"hydra.sweep.dir={tmp_path}/server-multirun", cwd=tmp_path, replace={"5001": port},
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     results["server"] = finished_jobs(mlflow_server)
 
     # jobs side by side split the 2-thread budget and are flagged; serial ones are not
-    for name, width in (("joblib", "2"), ("submitit_local", "3")):
+    for name, width in (("joblib", "2"), ("submitit_local", "2")):
         mlflow.set_tracking_uri(f"sqlite:///{tmp_path / name}/mlflow.db")
         jobs = mlflow.search_runs(
             experiment_names=["mnist-bench"], filter_string="tags.implementation != ''"
@@ -84,17 +93,16 @@ def test_same_runs_serial_joblib_submitit_and_server(tmp_path, mlflow_server):
         for key, losses in got.items():
             np.testing.assert_allclose(losses, expected[key], rtol=1e-5, err_msg=f"{name} {key}")
 
-    report = subprocess.run(
-        [sys.executable, "-m", "bench.report.cli", "--tracking-uri", mlflow_server,
-         "--out", str(tmp_path / "reports"), "--name", "server"],
-        capture_output=True, text=True, env=ENV, timeout=300,
+    report = run_documented(
+        "mnist-bench-report --tracking-uri http://127.0.0.1:5001", "--out",
+        str(tmp_path / "reports"), "--name", "server", cwd=tmp_path, replace={"5001": port},
     )  # fmt: skip
     assert report.returncode == 0, report.stderr[-3000:]
     text = (tmp_path / "reports" / "server" / "report.md").read_text()
     assert "3 runs, 3 finished" in text and "beside other jobs" not in text
 
     report = subprocess.run(
-        [sys.executable, "-m", "bench.report.cli", "--tracking-uri",
+        [sys.executable, "-m", "bench.commands.report", "--tracking-uri",
          f"sqlite:///{tmp_path}/joblib/mlflow.db", "--out", str(tmp_path / "reports"), "--name", "joblib"],
         capture_output=True, text=True, env=ENV, timeout=300,
     )  # fmt: skip
@@ -104,9 +112,9 @@ def test_same_runs_serial_joblib_submitit_and_server(tmp_path, mlflow_server):
 
 
 def test_optuna_preset_maximizes_validation_accuracy(tmp_path):
-    proc = sweep(
-        tmp_path, "-m", "+experiment=tune", "implementation=numpy", "hydra.sweeper.n_trials=2",
-        "dataset.n_train=1000", "train.epochs=1",
+    proc = run_documented(
+        "mnist-bench -m +experiment=tune implementation=keras", "hydra.sweeper.n_trials=2",
+        "dataset.n_train=1000", "train.epochs=1", *store_overrides(tmp_path), cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")

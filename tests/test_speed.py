@@ -14,7 +14,9 @@ import pytest
 from bench.data import prepare
 from bench.speed.floor import case_floor, step_products
 from bench.speed.flops import forward_flops, train_flops
+from bench.speed.measure import CASES
 from implementations.spec import ModelSpec, OptimizerSpec, init_weights
+from tests.docs import run_documented
 from tests.helpers import NAMES, build
 from tests.test_app import ENV
 
@@ -72,11 +74,8 @@ def test_phase_epochs_run_without_updating(name, mnist):
 
 def test_speed_command_quick(tmp_path):
     store = f"sqlite:///{tmp_path}/m.db"
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.speed.cli", "--quick", "--case", "keras_dense512:64",
-         "--out", str(tmp_path / "out"), "--tracking-uri", store],
-        capture_output=True, text=True, env=ENV, cwd=tmp_path, timeout=600,
-    )  # fmt: skip
+    proc = run_documented("mnist-bench-speed --quick", "--case", "keras_dense512:64", "--out",
+                          str(tmp_path / "out"), "--tracking-uri", store, cwd=tmp_path)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = (tmp_path / "out" / "speed.md").read_text()
     for title in (
@@ -125,6 +124,46 @@ def test_speed_command_quick(tmp_path):
 )
 def test_speed_command_refuses_bad_arguments(args, message):
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.speed.cli", *args], capture_output=True, text=True, env=ENV
+        [sys.executable, "-m", "bench.commands.speed", *args],
+        capture_output=True,
+        text=True,
+        env=ENV,
     )
     assert proc.returncode == 2 and message in proc.stderr.strip().splitlines()[-1]
+
+
+def speed_report(proc, tmp_path) -> str:
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return (tmp_path / "speed.md").read_text()
+
+
+def one_repeat(tmp_path) -> list[str]:
+    return [
+        "--repeats",
+        "1",
+        "--out",
+        str(tmp_path),
+        "--tracking-uri",
+        f"sqlite:///{tmp_path}/m.db",
+    ]
+
+
+@pytest.mark.slow
+def test_the_whole_matrix_as_the_docs_show_it(tmp_path):
+    """docs/speed.md's bare command, at one repeat and for NumPy alone: every case, the floors,
+    the variants and the startup costs."""
+    proc = run_documented("mnist-bench-speed", *one_repeat(tmp_path), "--implementation", "numpy",
+                          cwd=tmp_path)  # fmt: skip
+    report = speed_report(proc, tmp_path)
+    for case in CASES:
+        assert f"| {case.name} |" in report
+
+
+@pytest.mark.slow
+def test_one_case_for_two_implementations_as_the_docs_show_it(tmp_path):
+    proc = run_documented(
+        "mnist-bench-speed --case keras_dense512:128 --implementation numpy --implementation jax",
+        *one_repeat(tmp_path), cwd=tmp_path,
+    )  # fmt: skip
+    report = speed_report(proc, tmp_path)
+    assert "| keras_dense512 b128 | 128 | jax |" in report and "| tf_tape |" not in report

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
-from bench.harness import Shuffler, epoch_order, run_job
-from bench.job_setup import load_data
-from bench.models import framework_model
-from bench.report.analysis import PUBLISHED
-from bench.settings import ConfigError, job_from_config
+from bench.job.harness import Shuffler, epoch_order, run_job
+from bench.job.settings import ConfigError, job_from_config
+from bench.job.setup import load_data
+from bench.report.numbers.tables import PUBLISHED
+from bench.tracking.model import framework_model
 from implementations import registry
 from implementations.spec import ModelSpec, OptimizerSpec, SpecError, init_weights
 from tests.conftest import ROOT

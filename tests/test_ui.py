@@ -14,19 +14,20 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from bench import mlflow_ui
-from bench.exact import exact_accuracies
-from bench.mlflow_ui import (
+from bench.commands import ui as make_ui
+from bench.commands.report import main as report_main
+from bench.job.exact import exact_accuracies
+from bench.job.settings import job_from_config
+from bench.sweep.summary import verdict_metrics
+from bench.tracking.sweep_env import VARYING as SWEEP_VARYING_ENV
+from bench.tracking.ui import (
     EXPERIMENT_KIND,
-    SWEEP_VARYING_ENV,
     ordered_tags,
     run_label,
     sweep_varying,
     uniform_params,
 )
-from bench.report.cli import main as report_main
-from bench.settings import job_from_config
-from bench.sweep_summary import verdict_metrics
+from tests.expected import speed_sentence
 from tests.test_app import ENV, command, compose_cfg, runs_of
 from tests.test_report import sweep_parent, tiny_sweep
 
@@ -39,7 +40,7 @@ def grid(*jobs: str) -> list[dict]:
 
 def test_names_show_what_differs_between_siblings(monkeypatch):
     job = job_from_config(compose_cfg("+experiment=compare", "implementation=numpy", "seed=1"))
-    assert run_label(job) == "compare-numpy-s1"  # alone: the preset too
+    assert run_label(job, []) == "compare-numpy-s1"  # alone: the preset too
     one_preset = grid("+experiment=compare implementation=numpy seed=0",
                       "+experiment=compare implementation=keras seed=0")  # fmt: skip
     monkeypatch.setenv(SWEEP_VARYING_ENV, json.dumps(sweep_varying(one_preset)))
@@ -119,7 +120,7 @@ def test_parent_run_is_the_sweeps_summary(swept):
     assert parent.info.status == "FINISHED"
     note = parent.data.tags["mlflow.note.content"]
     assert "**Verdicts**" in note and "| implementation |" in note
-    assert "faster than" in note or "no significant difference" in note
+    assert speed_sentence(parent.info.run_id, "numpy", "tf_tape") in note
     ratios = [k for k in parent.data.metrics if k.endswith("/epoch_time_ratio")]
     assert {"verdict/numpy_vs_tf_tape/epoch_time_ratio"} <= set(ratios)
     assert parent.data.params["sweep.implementations"] == "numpy,tf_tape,keras"
@@ -208,19 +209,22 @@ def test_report_refreshes_the_parent(swept, tmp_path, capsys):
 
 
 def test_a_failing_summary_costs_one_line(swept, monkeypatch, capsys):
-    from bench import sweep_summary
+    from bench.job.settings import TrackingSettings
+    from bench.sweep import callback, summary
 
     def broken(*args, **kwargs):
         raise RuntimeError("store gone")
 
-    monkeypatch.setattr(sweep_summary, "publish", broken)
-    cfg = compose_cfg(f"tracking.uri=sqlite:///{swept[0]}/mlflow.db")
-    sweep_summary.at_sweep_end(cfg, "nope")
-    assert "(no MLflow summary for sweep nope: RuntimeError: store gone)" in capsys.readouterr().out
+    monkeypatch.setattr(summary, "publish", broken)
+    sweep_id = sweep_parent(swept[0]).data.tags["sweep_id"]
+    callback.sweep_end(TrackingSettings(uri=f"sqlite:///{swept[0]}/mlflow.db"), sweep_id)
+    out = capsys.readouterr().out
+    assert f"Verdicts of sweep {sweep_id}" in out  # the terminal table is still printed
+    assert f"(no MLflow summary for sweep {sweep_id}: RuntimeError: store gone)" in out
 
 
 def test_make_ui_prints_the_runs_page(swept, capsys):
-    assert mlflow_ui.main(["--tracking-uri", f"sqlite:///{swept[0]}/mlflow.db"]) == 0
+    assert make_ui.main(["--tracking-uri", f"sqlite:///{swept[0]}/mlflow.db"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("MLflow runs: http://127.0.0.1:5000/#/experiments/")
     assert out.strip().endswith("/runs?workflowType=machine_learning")
@@ -239,3 +243,46 @@ def test_cpu_sweep_prints_no_tensorflow_error(tmp_path):
     assert not bad, bad
     runs = [r for r in runs_of(tmp_path) if "sweep_parent" not in r.data.tags]
     assert len(runs) == 3 and all("model_id" not in r.data.tags for r in runs)  # switched off
+
+
+def counted(monkeypatch, module, name: str) -> list:
+    """Calls of module.name from anywhere in the project: every module's reference to the
+    function is replaced by one that counts."""
+    import sys
+
+    original, calls = getattr(module, name), []
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    for mod in list(sys.modules.values()):
+        if (
+            getattr(mod, "__name__", "").startswith("bench")
+            and getattr(mod, name, None) is original
+        ):
+            monkeypatch.setattr(mod, name, counting)
+    return calls
+
+
+def test_a_sweep_end_and_a_report_compute_their_statistics_once(swept, monkeypatch, tmp_path):
+    """The terminal table, the parent's summary and the report share one computation."""
+    import bench.report.pages.assemble  # noqa: F401  every holder of a reference is loaded
+    import bench.sweep.summary  # noqa: F401
+    from bench.job.settings import TrackingSettings
+    from bench.report.numbers import collect, rows, verdicts
+    from bench.sweep import callback
+
+    counts = {
+        "select": counted(monkeypatch, collect, "select"),
+        "histories": counted(monkeypatch, collect, "histories"),
+        "per_run": counted(monkeypatch, rows, "per_run"),
+        "verdicts": counted(monkeypatch, verdicts, "verdicts"),
+    }
+    uri = f"sqlite:///{swept[0]}/mlflow.db"
+    sweep_id = sweep_parent(swept[0]).data.tags["sweep_id"]
+    callback.sweep_end(TrackingSettings(uri=uri), sweep_id)
+    assert {k: len(v) for k, v in counts.items()} == dict.fromkeys(counts, 1)
+    args = ["--tracking-uri", uri, "--sweep-id", sweep_id, "--out", str(tmp_path)]
+    assert report_main(args) == 0  # the report, and the parent's summary refreshed from it
+    assert {k: len(v) for k, v in counts.items()} == dict.fromkeys(counts, 2)

@@ -78,6 +78,7 @@ class DataError(Exception):
 
 
 def dataset_info(name: str) -> DatasetInfo:
+    """The catalog entry of a dataset name; DataError naming the allowed ones."""
     try:
         return DATASETS[name]
     except KeyError:

@@ -89,6 +89,7 @@ def idx_sha256(array: np.ndarray) -> str:
 
 
 def check_sha256(data: bytes, name: str, expected: str) -> None:
+    """DataError unless the bytes hash to the expected SHA-256."""
     actual = hashlib.sha256(data).hexdigest()
     if actual != expected:
         raise DataError(

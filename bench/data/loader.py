@@ -48,6 +48,7 @@ class Dataset:
 
 
 def cache_root() -> Path:
+    """The download and array cache: $MNIST_BENCH_CACHE_DIR, else ~/.cache/mnist-bench."""
     if env := os.environ.get("MNIST_BENCH_CACHE_DIR"):
         return Path(env).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
@@ -55,6 +56,7 @@ def cache_root() -> Path:
 
 
 def find_file(directory: Path, stem: str) -> Path | None:
+    """A folder's copy of one IDX file, gzipped or not."""
     for candidate in (directory / f"{stem}.gz", directory / stem):
         if candidate.is_file():
             return candidate
@@ -70,6 +72,7 @@ def holds_dataset(directory: Path, info: DatasetInfo) -> Path | None:
 
 
 def search_dirs(info: DatasetInfo) -> list[tuple[str, Path]]:
+    """Where a dataset is looked for before a download, in order."""
     places = []
     if env := os.environ.get("MNIST_BENCH_DATA_DIR"):
         places.append(("MNIST_BENCH_DATA_DIR", Path(env).expanduser()))

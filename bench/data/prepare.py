@@ -30,6 +30,7 @@ def flatten_scale(images: np.ndarray, dtype: str | np.dtype = np.float32) -> np.
 
 
 def one_hot(labels: np.ndarray, num_classes: int = NUM_CLASSES, dtype=np.float32) -> np.ndarray:
+    """Labels (N,) as one-hot rows (N, num_classes)."""
     out = np.zeros((len(labels), num_classes), dtype=dtype)
     out[np.arange(len(labels)), labels] = 1
     return out
@@ -58,6 +59,8 @@ def prepare(
     split_seed: int = 0,
     dtype: str | np.dtype = np.float32,
 ) -> Splits:
+    """The training, validation and test splits every implementation gets, flattened and
+    scaled to [0, 1] in the model's dtype (the one preprocessing path)."""
     train, val = split_indices(len(ds.y_train), val_size, n_train, split_seed)
     labels = ds.y_train.astype(np.int32)
     return Splits(

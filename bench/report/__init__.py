@@ -1,1 +1,2 @@
-"""Side-by-side, reproducible reports read back from MLflow."""
+"""Stage: side-by-side, reproducible reports read back from MLflow: numbers/ computes, pages/
+writes."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from bench.settings import usable_cores
+from bench.job.settings import usable_cores
 
 # arrays of the parameters' size an update must read or write once per step, at least:
 # SGD reads p, g and writes p; momentum and RMSprop add one state read and written; Adam two

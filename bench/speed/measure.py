@@ -13,13 +13,11 @@ import statistics
 import time
 from dataclasses import dataclass, field
 
-from hydra import compose, initialize_config_dir
 from threadpoolctl import threadpool_limits
 
-from bench.app import CONFIG_DIR
-from bench.harness import Shuffler
-from bench.job_setup import build_network, initial_weights, load_data
-from bench.settings import Job, job_from_config
+from bench.job.harness import Shuffler
+from bench.job.settings import Job, compose_config, job_from_config
+from bench.job.setup import build_network, initial_weights, load_data
 from implementations import registry
 
 PHASES = ("forward", "gradients")
@@ -44,8 +42,7 @@ class Case:
         if variant:
             options = registry()[implementation].variants()[variant]
             overrides += [f"++implementation.options.{k}={v}" for k, v in options.items()]
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            return job_from_config(compose("config", overrides=overrides))
+        return job_from_config(compose_config(overrides))
 
 
 def variant_labels(implementations) -> list[str]:
@@ -149,3 +146,9 @@ def measure_case(
                     t.forward.append(timed(name, net.phase_epoch, "forward", x, y))
                     t.gradients.append(timed(name, net.phase_epoch, "gradients", x, y))
     return job, len(s.y_train), timings
+
+
+def measure_variants(case: Case, repeats: int, implementations, n_train, threads) -> dict:
+    """Timings of each implementation's default options and of its declared variants (VARIANTS
+    in its module), interleaved like the matrix, by "name:variant" label."""
+    return measure_case(case, repeats, variant_labels(implementations), n_train, threads)[2]

@@ -11,13 +11,11 @@ import statistics
 import tempfile
 import time
 
-from hydra import compose, initialize_config_dir
 from threadpoolctl import threadpool_limits
 
-from bench.app import CONFIG_DIR
-from bench.harness import ConsoleProgress, Shuffler, train
-from bench.job_setup import build_network, initial_weights, load_data
-from bench.settings import job_from_config
+from bench.job.harness import ConsoleProgress, Shuffler, train
+from bench.job.settings import compose_config, job_from_config
+from bench.job.setup import build_network, initial_weights, load_data
 
 
 def bare_loop(job, net, s, impl) -> None:
@@ -34,7 +32,7 @@ def harness_overhead(repeats: int, n_train: int | None = None) -> tuple[float, f
     and the median of the paired overheads (harness / bare - 1). The pairs alternate which
     side runs first, so a drift in the shared machine's speed lands on both sides. NumPy has
     the shortest epochs, so its relative overhead is the largest of the three."""
-    from bench.tracking import MlflowRun
+    from bench.tracking.runs import MlflowRun
 
     overrides = [
         "+experiment=compare",
@@ -43,16 +41,14 @@ def harness_overhead(repeats: int, n_train: int | None = None) -> tuple[float, f
     ]
     with tempfile.TemporaryDirectory() as tmp:
         overrides += [f"tracking.uri=sqlite:///{tmp}/m.db", f"tracking.artifact_root={tmp}/a"]
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            cfg = compose("config", overrides=overrides)
-        job = job_from_config(cfg)
+        job = job_from_config(compose_config(overrides))
         with threadpool_limits(limits=job.threads):
             _, s = load_data(job)
             weights = initial_weights(job)
 
             def with_harness() -> float:
                 impl, net = build_network(job, weights)
-                run = MlflowRun(cfg, job.run_name, {})
+                run = MlflowRun(job, job.run_name, {})
                 start = time.perf_counter()
                 train(job, net, s, [ConsoleProgress(job), run], impl)
                 seconds = time.perf_counter() - start

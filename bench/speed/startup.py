@@ -8,8 +8,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 
 from mlflow import MlflowClient
+
+from implementations import registry
 
 SHARED_MODULES = ("numpy", "mlflow", "hydra")  # every run imports them
 PROBE = "import time; t = time.perf_counter(); import {}; print(time.perf_counter() - t)"
@@ -59,3 +62,31 @@ def first_epoch_seconds(implementations, repeats: int) -> dict[str, float]:
         for r in client.search_runs([experiment], order_by=["attributes.start_time ASC"])[1:]:
             times[r.data.tags["implementation"]].append(r.data.metrics["startup_s"])
     return {impl: statistics.median(t) for impl, t in times.items()}
+
+
+@dataclass
+class Startup:
+    """What a job costs besides its epochs: the harness around the same epochs, imports and
+    the command's way to its first epoch."""
+
+    with_harness: float  # seconds of a 5-epoch NumPy run with the harness
+    bare: float  # the same epochs in a bare loop
+    overhead: float  # median of the paired harness / bare - 1
+    imports: dict[str, float]  # module label -> seconds in a fresh interpreter
+    to_first_epoch: dict[str, float]  # implementation -> seconds
+
+
+def measure_startup(implementations, repeats: int, n_train, quick: bool) -> Startup:
+    """Each of these takes whole processes: fewer repeats than the epochs get."""
+    from bench.speed.overhead import harness_overhead
+
+    small = min(repeats, 1 if quick else 3)
+    with_harness, bare, overhead = harness_overhead(
+        repeats=1 if quick else max(repeats, 5), n_train=n_train
+    )
+    modules = {f"{i} ({registry()[i].module_name})": registry()[i].module_name
+               for i in implementations}  # fmt: skip
+    modules.update({m: m for m in SHARED_MODULES})
+    imports = {label: import_seconds(m, repeats=small) for label, m in modules.items()}
+    return Startup(with_harness, bare, overhead, imports,
+                   first_epoch_seconds(implementations, repeats=small))  # fmt: skip

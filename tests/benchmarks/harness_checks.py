@@ -14,7 +14,7 @@ import tempfile
 from hydra import compose, initialize_config_dir
 from mlflow import MlflowClient
 
-from bench.app import run
+from bench.commands.train import run
 from tests.conftest import ROOT
 
 

@@ -26,12 +26,11 @@ import types
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from bench import runtime
 from bench.data import load, prepare
-from bench.harness import Shuffler
+from bench.job.harness import Shuffler
 from bench.speed.flops import matmul_peak_gflops, train_flops
 from bench.speed.measure import CASES, Case
-from implementations import load_build, numpy_scratch
+from implementations import numpy_scratch, registry
 from implementations.spec import init_weights
 from tests.conftest import ROOT
 
@@ -71,9 +70,9 @@ def setup(case: Case, baseline: str, with_tf: bool):
     if with_tf:
         tf_job = case.job("tf_tape", None, THREADS)
         if "tensorflow" not in TF_CONFIGURED:  # TensorFlow takes its threads once per process
-            runtime.configure(tf_job)
+            registry()["tf_tape"].configure(THREADS, "cpu")
             TF_CONFIGURED.add("tensorflow")
-        nets["tf_tape"] = load_build(tf_job.module)(*args, **tf_job.options)
+        nets["tf_tape"] = registry()["tf_tape"].build(*args, **tf_job.options)
     return job, s, nets
 
 

@@ -1,0 +1,62 @@
+"""`mnist-bench-report`: select runs from MLflow and write results/<name>/report.{md,html},
+runs.csv, verdicts.csv, summary.csv and the plots; a sweep's report also refreshes the
+sweep's parent run in MLflow."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bench.report.numbers.collect import ReportError, select
+from bench.report.numbers.findings import Findings, analyse
+from bench.tracking.store import TrackingError, add_store_arguments
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Writes the report of one selection; 1 with one line when there is nothing to report."""
+    parser = argparse.ArgumentParser(prog="mnist-bench-report", description=__doc__)
+    add_store_arguments(parser)
+    parser.add_argument(
+        "--filter", help="an MLflow filter string, e.g. \"tags.preset = 'compare'\""
+    )
+    parser.add_argument("--all", action="store_true", help="every run of the experiment")
+    parser.add_argument(
+        "--name", help="folder under --out (sanitized); default: the sweep id, filter-HASH, all"
+    )
+    parser.add_argument("--out", default="results")
+    args = parser.parse_args(argv)
+    try:
+        selection = select(args.tracking_uri, args.experiment, args.sweep_id, args.filter, args.all)
+        findings = analyse(selection)
+        from bench.report.pages.assemble import build_report, report_dir  # plotting: only now
+
+        path = build_report(findings, report_dir(args.out, args.name or selection.name))
+    except (ReportError, TrackingError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"wrote {path}")
+    if selection.sweep_id:  # the sweep's parent run shows this report too
+        refresh_parent(args, findings, path.parent)
+    return 0
+
+
+def refresh_parent(args, findings: Findings, report_dir: Path) -> None:
+    """The reported sweep's parent run gets this report and its summary; a failure costs a
+    warning, the report is written."""
+    from bench.sweep.summary import publish
+    from bench.tracking.ui import run_link
+
+    sweep_id = findings.selection.sweep_id
+    try:
+        experiment_id, parent = publish(findings, args.tracking_uri, args.experiment, report_dir)
+    except Exception as e:  # noqa: BLE001
+        reason = str(e).splitlines()[0] if str(e) else ""
+        print(f"warning: sweep {sweep_id}'s parent run not updated: {type(e).__name__}: {reason}",
+              file=sys.stderr)  # fmt: skip
+        return
+    print(f"updated the summary of sweep {sweep_id}: {run_link(experiment_id, parent)}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""One row per run with what the statistics need: its status and grouping keys, its final
+metrics, its steady epoch (contended epochs set aside) and its times to accuracy, from the
+run's per-epoch history."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from bench.job.host import CONTENDED
+
+THRESHOLDS = (0.95, 0.96, 0.97, 0.975, 0.98)
+
+
+def per_run(runs: pd.DataFrame, hist: pd.DataFrame) -> pd.DataFrame:
+    """One row per run with the derived timings: first epoch, steady-state median, thresholds."""
+    out = runs[
+        [
+            "run_id",
+            "run_name",
+            "status",
+            "tags.implementation",
+            "tags.device",
+            "tags.preset",
+            "params.seed",
+            "signature",
+        ]
+    ].copy()
+    out.columns = [
+        "run_id",
+        "run_name",
+        "status",
+        "implementation",
+        "device",
+        "preset",
+        "seed",
+        "signature",
+    ]
+    for m in (
+        "test_accuracy",
+        "final_train_accuracy",
+        "samples_per_s",
+        "total_time_s",
+        "peak_rss_mb",
+        "job_memory_mb",
+        "setup_s",
+        "overhead_s",
+        "train_time_s",
+        "time_to_target_s",
+    ):
+        out[m] = runs.get(f"metrics.{m}", np.nan)
+    times = hist[hist.key == "epoch_time_s"]
+    first = times[times.step == 1].set_index("run_id")["value"]
+    later = times[times.step >= 2].merge(contended_epochs(hist), on=["run_id", "step"], how="left")
+    later["contended"] = later.contended.fillna(False).astype(bool)
+    # contended epochs are set aside where the run has uncontended ones to stand for it
+    calm = later[~later.contended]
+    steady = later.groupby("run_id")["value"].median()
+    steady.update(calm.groupby("run_id")["value"].median())
+    out["contended_epochs"] = out.run_id.map(later.groupby("run_id").contended.sum()).fillna(0)
+    out["all_contended"] = out.run_id.map(later.groupby("run_id").contended.all()).fillna(False)
+    out["first_epoch_s"] = out.run_id.map(first)
+    # a one-epoch run has no steady state: its only epoch (tracing included) stands in
+    out["steady_epoch_s"] = out.run_id.map(steady).fillna(out.first_epoch_s)
+    out["has_val"] = has_validation(runs, hist).to_numpy()
+    # not reached = censored (+inf), kept for the medians; NaN only without a validation set
+    out["time_to_target_s"] = np.where(out.has_val, out.time_to_target_s.fillna(np.inf), np.nan)
+    for threshold in THRESHOLDS:
+        out[f"to_{threshold:.3g}"] = out.run_id.map(
+            lambda r, th=threshold: time_to_accuracy(hist, r, th)
+        )
+    return out
+
+
+def contended_epochs(hist: pd.DataFrame) -> pd.DataFrame:
+    """run_id, step, contended: epochs during which other processes (and the hypervisor's
+    steal) took more than CONTENDED cores on average (logged per epoch by the harness)."""
+    load = hist[hist.key.isin(["host_other_cores", "host_steal_cores"])]
+    if load.empty:
+        return pd.DataFrame(columns=["run_id", "step", "contended"])
+    total = load.groupby(["run_id", "step"])["value"].sum()
+    return (total > CONTENDED).rename("contended").reset_index()
+
+
+def has_validation(runs: pd.DataFrame, hist: pd.DataFrame) -> pd.Series:
+    """Per run: did it hold out a validation set? From dataset.val_size where recorded, else
+    from a logged val_accuracy. Without one, a time to accuracy cannot exist (NaN), which is
+    not the same as never reaching it (+inf)."""
+    size = runs.get("params.dataset.val_size", pd.Series(np.nan, index=runs.index))
+    size = pd.to_numeric(size, errors="coerce")
+    logged = runs.run_id.isin(hist.run_id[hist.key == "val_accuracy"])
+    return (size > 0).where(size.notna(), logged).astype(bool)
+
+
+def time_to_accuracy(hist: pd.DataFrame, run_id: str, threshold: float) -> float:
+    """Training seconds until the validation accuracy first reached `threshold`: +inf if it
+    never did (censored), NaN without a validation set. A cumulative sum of epoch times, so a
+    higher threshold never takes less time within one run."""
+    h = hist[hist.run_id == run_id].pivot_table(index="step", columns="key", values="value")
+    if "val_accuracy" not in h or "epoch_time_s" not in h:
+        return np.nan
+    elapsed = h["epoch_time_s"].cumsum()
+    reached = h.index[h["val_accuracy"] >= threshold]
+    return float(elapsed.loc[reached[0]]) if len(reached) else np.inf

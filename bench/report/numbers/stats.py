@@ -1,0 +1,95 @@
+"""The statistics every verdict and interval rests on, tested against reference values.
+
+The unit of replication is the run (one seed): the epochs of one run share the host's state
+(other load, clock, caches), so intervals are always over runs, never over epochs."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+
+TEST_SIZE = 10000
+
+MIN_RUNS = 3
+
+LEVEL = 0.95  # every interval the report shows
+
+Z = stats.norm.ppf(0.5 + LEVEL / 2)  # 1.96: the binomial noise floor's multiplier
+
+NO_DIFFERENCE = "no significant difference"
+
+
+def t_interval(values) -> tuple[float, float, float]:
+    """Mean and its 95% Student-t confidence interval (nan bounds for fewer than 2 values)."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if len(v) == 0:
+        return np.nan, np.nan, np.nan
+    mean = v.mean()
+    if len(v) < 2:
+        return mean, np.nan, np.nan
+    half = stats.t.ppf(0.5 + LEVEL / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
+    return mean, mean - half, mean + half
+
+
+def ratio_interval(ratios) -> tuple[float, float, float]:
+    """Geometric mean of positive ratios and its 95% interval: a t-interval on their logs,
+    back-transformed. Timing noise is multiplicative, so its logs are close to normal and
+    the t-interval keeps its coverage even at 3 runs (a bootstrap of 3 values does not)."""
+    r = np.asarray(ratios, dtype=float)
+    r = r[np.isfinite(r) & (r > 0)]
+    return tuple(float(np.exp(x)) for x in t_interval(np.log(r)))
+
+
+def censored_median(values) -> tuple[float, int, int]:
+    """Median over runs of a time that some runs never reached (+inf: censored, kept, not
+    dropped), how many reached it and how many could (NaN: not measurable, e.g. no validation
+    set). The median is inf once half or more runs never reached it."""
+    v = np.asarray(values, dtype=float)
+    v = v[~np.isnan(v)]
+    if len(v) == 0:
+        return np.nan, 0, 0
+    return float(np.median(v)), int(np.isfinite(v).sum()), len(v)
+
+
+def speed_verdict(low: float, high: float) -> str:
+    """How a is against b, from the interval of b's time / a's time: a difference only when
+    the interval excludes 1. No interval (one run) is no evidence, hence no difference."""
+    if low > 1:
+        return "faster"
+    if high < 1:
+        return "slower"
+    return NO_DIFFERENCE
+
+
+def equivalence_margin(accuracy: float) -> float:
+    """Equivalence margin, in accuracy points, for the difference of two accuracies near
+    `accuracy`: 1.96 binomial standard errors of a difference of two measurements on the
+    10,000 test images. Differences inside it are below what the test set can resolve."""
+    return float(100 * Z * np.sqrt(2 * accuracy * (1 - accuracy) / TEST_SIZE))
+
+
+def noise_floor(accuracy: float) -> float:
+    """Binomial standard error of an accuracy measured on the 10,000 test images."""
+    return float(np.sqrt(accuracy * (1 - accuracy) / TEST_SIZE))
+
+
+def accuracy_verdict(low: float, high: float, margin: float) -> str:
+    """How a is against b, from the interval of a's minus b's accuracy (points). An interval
+    inside ±margin is "equivalent" even if it excludes 0: such a difference is real but
+    smaller than the test set's own noise floor, so calling one "more accurate" would mislead."""
+    if -margin <= low and high <= margin:
+        return "equivalent"
+    if low > 0:
+        return "more accurate"
+    if high < 0:
+        return "less accurate"
+    return NO_DIFFERENCE
+
+
+def mcnemar_p(correct_a: np.ndarray, correct_b: np.ndarray) -> float:
+    """McNemar's exact p on the images exactly one of the two models gets right (a two-sided
+    binomial test of those discordant counts at 1/2); 1 when there are none."""
+    only_a = int((correct_a & ~correct_b).sum())
+    n = only_a + int((~correct_a & correct_b).sum())
+    return float(stats.binomtest(only_a, n, 0.5).pvalue) if n else 1.0

@@ -1,0 +1,138 @@
+"""The report's tables of numbers: the summary per group (summary.csv), the tutorials'
+reproduction, prediction agreement and determinism."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+
+import numpy as np
+import pandas as pd
+
+from bench.report.numbers.stats import (
+    censored_median,
+    mcnemar_p,
+    noise_floor,
+    ratio_interval,
+    t_interval,
+)
+from implementations import impl_key
+
+PUBLISHED = {
+    "simple_network": (0.95, 0.95),
+    "tape_sigmoid": (0.9368, 0.9368),
+    "keras_dense512": (0.978, 0.9804),
+    "relu_mcp": (0.977, 0.977),
+}
+
+TOLERANCE = 0.005
+
+
+def summary_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """summary.csv: one row per preset, implementation and device (and setting: `setting` is a
+    short hash of the signature, so two settings of one preset never pool). Accuracy: mean and
+    t-interval; steady epoch: mean, and geometric mean with its log t-interval (the scale the
+    speed ratios use); time to target: median over runs with censored runs as +inf (inf: half
+    or more never reached it; NaN: no validation set) and how many reached it."""
+    records = []
+    groups = rows.groupby(["preset", "implementation", "device", "signature"], sort=False)
+    for (preset, impl, device, sig), g in groups:
+        acc, acc_low, acc_high = t_interval(g.test_accuracy)
+        geo, geo_low, geo_high = ratio_interval(g.steady_epoch_s)
+        target, reached, measured = censored_median(g.time_to_target_s)
+        records.append(
+            {
+                "preset": preset,
+                "implementation": impl,
+                "device": device,
+                "runs": len(g),
+                "test_accuracy_mean": acc,
+                "test_accuracy_ci_low": acc_low,
+                "test_accuracy_ci_high": acc_high,
+                "test_accuracy_noise_floor": noise_floor(acc) if np.isfinite(acc) else np.nan,
+                "steady_epoch_s_mean": g.steady_epoch_s.mean(),
+                "steady_epoch_s_geomean": geo,
+                "steady_epoch_s_ci_low": geo_low,
+                "steady_epoch_s_ci_high": geo_high,
+                "first_epoch_s_median": g.first_epoch_s.median(),
+                "samples_per_s_mean": g.samples_per_s.mean(),
+                "time_to_target_s_median": target if measured else np.nan,
+                "time_to_target_reached": reached if measured else np.nan,
+                "train_time_s_mean": g.train_time_s.mean(),
+                "total_time_s_mean": g.total_time_s.mean(),
+                "peak_rss_mb_max": g.peak_rss_mb.max(),  # the process's, frameworks loaded earlier too
+                "job_memory_mb_max": g.get(
+                    "job_memory_mb", pd.Series(dtype=float)
+                ).max(),  # what the job itself added
+                "setup_s_median": g.get("setup_s", pd.Series(dtype=float)).median(),
+                "overhead_s_median": g.get(  # outside epochs, framework import, model logging
+                    "overhead_s", pd.Series(dtype=float)
+                ).median(),
+                "train_accuracy_mean": g.final_train_accuracy.mean(),
+                "setting": hashlib.sha1(str(sig).encode()).hexdigest()[:8],
+            }
+        )
+    table = pd.DataFrame(records)
+    if table.empty:
+        return table
+    order = table.implementation.map(impl_key)
+    return table.assign(_o=order).sort_values(["preset", "_o"]).drop(columns="_o")
+
+
+def reproduction(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per tutorial preset and implementation: the published accuracy against the mean
+    measured, and whether it is within TOLERANCE."""
+    records = []
+    for (preset, impl), g in rows.groupby(["preset", "implementation"]):
+        if preset not in PUBLISHED:
+            continue
+        low, high = PUBLISHED[preset]
+        acc = g.test_accuracy.mean()
+        ok = low - TOLERANCE <= acc <= high + TOLERANCE
+        records.append(
+            {
+                "preset": preset,
+                "implementation": impl,
+                "runs": len(g),
+                "published": f"{low:.2%}" if low == high else f"{low:.2%}-{high:.2%}",
+                "measured": f"{acc:.2%}",
+                "tolerance": f"±{TOLERANCE:.1%}",
+                "verdict": "reproduced" if ok else "not reproduced",
+            }
+        )
+    return pd.DataFrame(records)
+
+
+def agreement(predictions: dict[str, np.ndarray], labels: np.ndarray) -> pd.DataFrame:
+    """Fraction of test images on which two implementations agree, and McNemar's exact p on
+    their correct/incorrect disagreements."""
+    records = []
+    for a, b in itertools.combinations(sorted(predictions), 2):
+        pa, pb = predictions[a], predictions[b]
+        ca, cb = pa == labels, pb == labels
+        only_a, only_b = int((ca & ~cb).sum()), int((~ca & cb).sum())
+        p = mcnemar_p(ca, cb)
+        records.append(
+            {
+                "A": a,
+                "B": b,
+                "agree": float((pa == pb).mean()),
+                "only A right": only_a,
+                "only B right": only_b,
+                "McNemar p": p,
+            }
+        )
+    return pd.DataFrame(records)
+
+
+def determinism(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per implementation: how repeats of the same config and seed matched (the `determinism`
+    tag a run gets when its config has run before)."""
+    if "tags.determinism" not in runs or runs["tags.determinism"].isna().all():
+        return pd.DataFrame()
+    tagged = runs[runs["tags.determinism"].notna()]
+    counts = pd.crosstab(tagged["tags.implementation"], tagged["tags.determinism"])
+    counts = counts.reindex(columns=["bitwise", "tolerance", "divergent"], fill_value=0)
+    diffs = tagged["tags.determinism_max_rel_diff"].astype(float)
+    counts["max rel. loss diff"] = diffs.groupby(tagged["tags.implementation"]).max()
+    return counts.rename_axis("implementation").reset_index().rename_axis(None, axis=1)

@@ -1,0 +1,57 @@
+"""The verdicts of one sweep as a compact terminal table, printed when a `-m` sweep ends, so
+the command that ran the benchmark also says what it found and where to look next."""
+
+from __future__ import annotations
+
+from bench.report.numbers.findings import Findings
+from bench.report.pages.sentences import WORDS, estimate_text, verdict_text
+from bench.tracking.store import DEFAULT_URI
+from bench.tracking.ui import runs_link
+
+HEADER = ("preset", "pair (a vs b)", "quantity", "b/a time or a-b accuracy [95% CI]", "n")
+
+
+def verdict_rows(v) -> list[tuple[str, ...]]:
+    """One tuple per preset, pair and quantity: HEADER's cells and the verdict."""
+    return [
+        (
+            r.preset,
+            f"{r.a} vs {r.b}",
+            WORDS.get(r.quantity, "test accuracy"),
+            estimate_text(r),
+            str(r.n),
+            verdict_text(r),
+        )  # fmt: skip
+        for r in v.itertuples()
+    ]
+
+
+def verdict_table(v) -> str:
+    """One line per preset, pair and quantity, left-aligned columns."""
+    rows = [(*HEADER, "verdict"), *verdict_rows(v)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(HEADER))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1] for row in rows
+    )
+
+
+def sweep_lines(findings: Findings, uri: str, sweep_id: str) -> list[str]:
+    """The lines printed at the end of sweep `sweep_id`: its verdicts, then the commands and
+    links that show more."""
+    finished, v = findings.finished, findings.verdicts
+    lines = [
+        f"Verdicts of sweep {sweep_id} ({len(finished)} of {len(findings.rows)} runs finished; "
+    ]
+    lines[0] += "95% intervals over seeds, paired by seed):"
+    if v.empty:
+        lines.append("  no pair of implementations shares a seed: nothing to compare")
+    else:
+        lines += ["  " + line for line in verdict_table(v).splitlines()]
+    store = "" if uri == DEFAULT_URI else f" --tracking-uri {uri}"
+    experiment_id = findings.runs.experiment_id.iloc[0]
+    lines += [
+        f"Report: mnist-bench-report --sweep-id {sweep_id}{store}",
+        f"MLflow runs: {runs_link(experiment_id)}"
+        + (" (make ui)" if not store else f" (mlflow ui --backend-store-uri {uri} --port 5000)"),
+    ]
+    return lines

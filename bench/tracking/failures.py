@@ -1,0 +1,87 @@
+"""How a job that does not finish ends, in one place: `reports_failures` wraps the job (as
+lightning-hydra-template's task_wrapper does), so the job itself reads as a straight list.
+
+- A bad setting, bad data, a refused spec, a diverged run or a store that lost part of the
+  run's history is the user's to fix: one line, no traceback.
+- An error of the tracking store (MLflow's) is one line too, named as the store's.
+- Anything else is a bug: its traceback is logged.
+In every case the run this process left open ends FAILED with the reason, the failure is
+recorded for the command's exit status (and the sweep's failure file), and the sweep goes on.
+Ctrl-C and SIGTERM end the open run KILLED and stop the command."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import signal
+import sys
+import threading
+
+from bench.data import DataError
+from bench.job.harness import Diverged
+from bench.job.settings import ConfigError
+from bench.tracking.runs import HistoryLost, close_open_runs
+from bench.tracking.store import one_line
+from bench.tracking.sweep_env import record_failure
+from implementations.spec import SpecError
+
+log = logging.getLogger("bench")
+USER_ERRORS = (ConfigError, DataError, SpecError, Diverged, HistoryLost)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: the current run ends KILLED, the process exits non-zero."""
+
+
+def terminate(signum, frame) -> None:
+    raise Terminated("terminated (SIGTERM)")
+
+
+def handle_sigterm() -> None:
+    """SIGTERM ends the run KILLED like Ctrl-C, in the main process and in a launcher's
+    worker process (joblib, submitit) alike, where the command's main() did not run."""
+    if threading.current_thread() is threading.main_thread():
+        if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+            signal.signal(signal.SIGTERM, terminate)
+
+
+def failed(message: str) -> None:
+    """One line on stderr, recorded for the exit status; the job returns nothing."""
+    print(message, file=sys.stderr)
+    record_failure(message)
+
+
+def reason_of(e: Exception) -> tuple[str, bool]:
+    """The failure's one-line reason, and whether it is the user's to fix (no traceback)."""
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(e, MlflowException):  # the store failed under the run
+        return f"tracking store: {one_line(e)}", True
+    if isinstance(e, USER_ERRORS):
+        return str(e), True
+    return f"{type(e).__name__}: {e}", False
+
+
+def reports_failures(job_fn):
+    """Wraps `job_fn(job, ...)`: its result, or None (and one recorded line naming the job's
+    run) when it failed."""
+
+    @functools.wraps(job_fn)
+    def wrapper(job, *args, **kwargs):
+        handle_sigterm()
+        try:
+            return job_fn(job, *args, **kwargs)
+        except ConfigError as e:  # the tracking settings, or a store that cannot be used
+            close_open_runs(str(e), "FAILED")
+            return failed(f"error: {e}")
+        except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (see Terminated)
+            close_open_runs(str(e) or "interrupted (SIGINT)", "KILLED")
+            raise
+        except Exception as e:  # the run must end FAILED with the reason, never stay RUNNING
+            reason, users = reason_of(e)
+            close_open_runs(reason, "FAILED")
+            if not users:
+                log.exception("%s failed", job.run_name)
+            return failed(f"error: {job.run_name}: {' '.join(reason.split())}")
+
+    return wrapper

@@ -1,0 +1,313 @@
+"""MLflow: one run per job, by hand from the harness (no autolog: it would cover one framework).
+
+Params are the whole resolved config; per-epoch metrics go in one batched call per epoch,
+written by a thread of ours while the next epoch trains, retried while the store is busy.
+A run ends FINISHED only after its whole per-epoch history has been read back from the
+store; otherwise it ends FAILED (KILLED for Ctrl-C/SIGTERM) with the reason in a tag,
+keeping whatever it had logged. Runs are written through MlflowClient, never MLflow's
+fluent "active run": MLflow ends an active run FINISHED from its exit handler, whatever
+interrupted it. A run this process leaves open is ended by close_open_runs (the app's
+handlers, and an exit handler of ours that ends it FAILED).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import logging
+import queue
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+from mlflow import MlflowClient
+from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
+from mlflow.tracking.context.registry import resolve_tags
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_PARENT_RUN_ID
+from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
+from omegaconf import OmegaConf
+
+from bench.data import Dataset
+from bench.job.settings import Job
+from bench.tracking import store
+from bench.tracking.store import end_run, ensure_experiment, finished_runs, metric_values, retrying
+from bench.tracking.sweep_env import SweepEnv
+from bench.tracking.ui import dataset_input, uniform_params
+
+log = logging.getLogger("bench")
+REPEAT_TOLERANCE = 1e-4  # relative loss difference still called `tolerance`, not `divergent`
+
+
+def process_tags() -> dict[str, str]:
+    """Who owns a run: lets a later job tell a live run from one whose process died."""
+    me = psutil.Process()
+    return {
+        "host": socket.gethostname(),
+        "pid": str(me.pid),
+        "pid_started": f"{me.create_time():.3f}",
+    }
+
+
+def flatten(node, prefix: str = "") -> dict[str, str]:
+    """{'model.hidden': '[512]', ...}: dotted keys, JSON values."""
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            out.update(flatten(value, f"{prefix}{key}."))
+        return out
+    return {
+        prefix[:-1]: json.dumps(node)
+        if isinstance(node, (list, bool)) or node is None
+        else str(node)
+    }
+
+
+def compare_repeat(losses: list[float], earlier: list[float]) -> tuple[str, float]:
+    """How a repeat of a config matches an earlier run: bitwise-identical losses, equal within
+    REPEAT_TOLERANCE (relative), or divergent; with the largest relative difference."""
+    if len(losses) != len(earlier):
+        return "divergent", float("inf")
+    a, b = np.asarray(losses, dtype=np.float64), np.asarray(earlier, dtype=np.float64)
+    if np.array_equal(a, b):
+        return "bitwise", 0.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        diff = float(np.nanmax(np.abs(a - b) / np.maximum(np.abs(b), 1e-12)))
+    return ("tolerance" if diff <= REPEAT_TOLERANCE else "divergent"), diff
+
+
+class HistoryLost(RuntimeError):
+    """Part of a run's per-epoch history is not in the store; the run cannot end FINISHED."""
+
+
+@contextlib.contextmanager
+def deferred_signals():
+    """Ctrl-C and SIGTERM wait until the block is done, so a run row is never created
+    without being registered, nor ended half-way. A signal that came meanwhile is raised
+    after the block (unless the block is already raising)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    sigs = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, lambda signum, frame: pending.append(signum)) for s in sigs}
+    raised = True
+    try:
+        yield
+        raised = False
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if pending and not raised:
+            handler = previous[pending[0]]
+            if callable(handler):
+                handler(pending[0], None)
+            elif handler != signal.SIG_IGN:
+                raise KeyboardInterrupt
+
+
+class HistoryWriter:
+    """Writes each epoch's metrics from a thread while the next epoch trains (an SQLite
+    commit is an fsync), retrying while the store is busy; `drain` waits until all is
+    written and says what was not."""
+
+    def __init__(self, client: MlflowClient, run_id: str):
+        self.client, self.run_id = client, run_id
+        self.queue: queue.Queue = queue.Queue()
+        self.errors: list[str] = []
+        self.thread = threading.Thread(target=self._loop, name="mnist-bench-history", daemon=True)
+        self.thread.start()
+
+    def put(self, metrics: list[Metric]) -> None:
+        self.queue.put(metrics)
+
+    def _loop(self) -> None:
+        while (batch := self.queue.get()) is not None:
+            try:
+                if not self.errors:  # after a failure the store is gone or locked for good
+                    retrying(self.client.log_batch, self.run_id, metrics=batch, what="epoch")
+            except Exception as e:
+                self.errors.append(store.one_line(e))
+            finally:
+                self.queue.task_done()
+        self.queue.task_done()
+
+    def drain(self) -> None:
+        if self.thread.is_alive():
+            self.queue.put(None)
+            self.thread.join()
+
+
+OPEN_RUNS: dict[str, MlflowRun] = {}  # runs this process created and has not ended
+
+
+def close_open_runs(reason: str, status: str) -> None:
+    """End every run this process left open (an interrupt or an error while it was being
+    created, trained or finished) with `status` and the reason; never raises."""
+    for run in list(OPEN_RUNS.values()):
+        try:
+            run.fail(reason, status)
+        except Exception as e:  # the store itself is gone: the run is reaped as stale later
+            OPEN_RUNS.pop(run.run_id, None)
+            print(f"error: could not end run {run.run_id} {status}: {store.one_line(e)}",
+                  file=sys.stderr)  # fmt: skip
+
+
+@atexit.register
+def _exit_handler() -> None:
+    if OPEN_RUNS:
+        close_open_runs("the process exited before the run ended", "FAILED")
+
+
+class MlflowRun:
+    """The MLflow side of one job, written from its `Job`; ended by finish() or fail(), never
+    left RUNNING."""
+
+    def __init__(self, job: Job, run_name: str, tags: dict[str, str]):
+        self.job = job
+        self.experiment_id = ensure_experiment(job.tracking)
+        self.client = MlflowClient()
+        self.identity = job.config_hash
+        self.losses: list[float] = []
+        self.history: dict[str, list[int]] = {}  # metric key -> steps logged
+        self.writer: HistoryWriter | None = None
+        self.settled = False
+        sweep = SweepEnv.current()
+        tags = {**tags, **process_tags(), "config_hash": self.identity}
+        if sweep.sweep_id:
+            tags["sweep_id"] = sweep.sweep_id
+        if sweep.parent_run_id:
+            tags[MLFLOW_PARENT_RUN_ID] = sweep.parent_run_id
+        with deferred_signals():  # the row and its registration, or neither
+            self.run = retrying(
+                self.client.create_run,
+                self.experiment_id,
+                run_name=run_name,
+                tags=resolve_tags(tags),
+                what="create run",
+            )
+            self.run_id = self.run.info.run_id
+            OPEN_RUNS[self.run_id] = self
+        self.writer = HistoryWriter(self.client, self.run_id)
+        self._log_config()
+
+    def _batch(self, metrics=(), params=(), tags=()) -> None:
+        retrying(self.client.log_batch, self.run_id, metrics=metrics, params=params, tags=tags)
+
+    def _set_tags(self, tags: dict[str, str]) -> None:
+        self._batch(tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def _log_config(self) -> None:
+        params = uniform_params(flatten(self.job.config))
+        long = sorted(k for k, v in params.items() if len(v) > MAX_PARAM_VAL_LENGTH)
+        items = [Param(k, v) for k, v in params.items() if k not in long]
+        for i in range(0, len(items), 100):  # MLflow's limit per batch
+            self._batch(params=items[i : i + 100])
+        if long:  # too long for a param: the config artifact holds them whole
+            self._set_tags({"params_in_config_artifact": ",".join(long)})
+        text = OmegaConf.to_yaml(self.job.config)
+        retrying(self.client.log_text, self.run_id, text, "config.yaml")
+
+    def data_loaded(self, dataset: Dataset) -> None:
+        ds, input_tags = dataset_input(dataset, self.job.data)  # named with its splits
+        tags = [InputTag(MLFLOW_DATASET_CONTEXT, "training")]
+        tags += [InputTag(k, str(v)) for k, v in input_tags.items() if k != MLFLOW_DATASET_CONTEXT]
+        entry = DatasetInput(ds._to_mlflow_entity(), tags)
+        for attempt in range(5):  # MLflow's get-or-create of the dataset row is not atomic:
+            try:  # a job beside this one may create it between the two; the retry finds it
+                retrying(self.client.log_inputs, self.run_id, datasets=[entry])
+                break
+            except Exception as e:
+                if attempt == 4 or "unique constraint" not in str(e).lower():
+                    raise
+        self._set_tags({"dataset_digest": dataset.digest, "dataset_source": dataset.source})
+
+    def epoch_done(self, epoch: int, metrics: dict[str, float]) -> None:
+        """Queued, not written: the store's commit (an fsync with SQLite) happens on our
+        writer thread while the next epoch trains. finish() and fail() wait for it."""
+        if self.writer.errors:  # stop now, not after every remaining epoch
+            raise HistoryLost(f"per-epoch history could not be written: {self.writer.errors[0]}")
+        self.losses.append(metrics["train_loss"])
+        now = int(time.time() * 1000)
+        for key in metrics:
+            self.history.setdefault(key, []).append(epoch)
+        self.writer.put([Metric(k, float(v), now, epoch) for k, v in metrics.items()])
+
+    def _verify_history(self) -> None:
+        """Every epoch queued is in the store (read back), or HistoryLost."""
+        self.writer.drain()
+        missing = []
+        for key, steps in self.history.items():
+            stored = retrying(self.client.get_metric_history, self.run_id, key, what="read")
+            lost = sorted(set(steps) - {m.step for m in stored})
+            if lost:
+                missing.append(f"{key} epochs {','.join(map(str, lost))}")
+        if missing:
+            cause = f" ({self.writer.errors[0]})" if self.writer.errors else ""
+            raise HistoryLost(f"per-epoch history not stored: {'; '.join(missing)}{cause}")
+
+    def settle(self) -> None:
+        """The per-epoch history verified in the store (once): finish() needs it, and the
+        app calls it first to count its cost in the run's overhead."""
+        if not self.settled:
+            self._verify_history()
+            self.settled = True
+
+    def finish(
+        self, metrics: dict[str, float], predictions: np.ndarray, labels: np.ndarray
+    ) -> None:
+        """FINISHED, once the history is verified and the final metrics and predictions are
+        written; any error on the way leaves the run open for the caller to fail."""
+        self.settle()
+        now = int(time.time() * 1000)
+        self._batch(metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "predictions.npz"
+            np.savez_compressed(path, predicted=predictions, labels=labels)
+            try:
+                retrying(self.client.log_artifact, self.run_id, str(path), what="artifact")
+            except OSError as e:  # the artifact store (a folder here) refused it
+                raise HistoryLost(f"predictions.npz not stored: {e}") from None
+        self._certify_determinism()
+        stored = retrying(self.client.get_run, self.run_id, what="read").data.metrics
+        if lost := sorted(set(metrics) - set(stored)):
+            raise HistoryLost(f"final metrics not stored: {', '.join(lost)}")
+        with deferred_signals():
+            end_run(self.client, self.run_id, "FINISHED", history_verified="true")
+            OPEN_RUNS.pop(self.run_id, None)
+
+    def _certify_determinism(self) -> None:
+        """When this config has run before, tag how exactly this run repeats the latest earlier
+        one (and tag that one too, if it has no outcome yet)."""
+        earlier = finished_runs(self.experiment_id, self.identity)
+        if not earlier:
+            return
+        previous = earlier[0]
+        outcome, diff = compare_repeat(
+            self.losses, metric_values(previous.info.run_id, "train_loss")
+        )
+        tags = {"determinism": outcome, "determinism_max_rel_diff": f"{diff:.3g}"}
+        self._set_tags({**tags, "determinism_compared_to": previous.info.run_id})
+        if "determinism" not in previous.data.tags:
+            for key, value in {**tags, "determinism_compared_to": self.run_id}.items():
+                retrying(self.client.set_tag, previous.info.run_id, key, value)
+
+    def fail(self, reason: str, status: str = "FAILED") -> None:
+        """Ends the run `status` with the reason, after writing the epochs logged so far.
+        Signals wait meanwhile: a second Ctrl-C cannot leave the run half-ended."""
+        with deferred_signals():
+            log.info(
+                "%s: ending run %s %s (%s)", self.run.info.run_name, self.run_id, status, reason
+            )
+            if self.writer is not None:
+                self.writer.drain()  # the epochs logged so far are kept
+                if self.writer.errors and "could not be written" not in reason:
+                    reason += f" (and part of the history was not stored: {self.writer.errors[0]})"
+            end_run(self.client, self.run_id, status, failure_reason=reason[:MAX_PARAM_VAL_LENGTH])
+            OPEN_RUNS.pop(self.run_id, None)

@@ -1,0 +1,163 @@
+"""A finished job's run as a reviewer opens it in the MLflow UI: a one-line description, the key
+final numbers under `final/` and the per-epoch curves under `epoch/` (MLflow 3 gives every
+prefix its own chart section; the unprefixed per-epoch keys the report and the audit read stay
+as they are), figures (learning curves, confusion matrix, misclassified digits), per-class
+accuracy as a table, and the trained model (bench.tracking.model, when tracking.log_model).
+The figures are drawn by bench.figures, as the report draws them.
+
+Everything here runs after training, outside the timed regions, and costs at most a warning:
+a failure never changes the run's status. What it cost is logged as `overhead/...` metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import pandas as pd
+
+from bench.tracking.ui import describe_experiment, split_sizes
+
+log = logging.getLogger("bench")
+
+FINAL = (  # the key final metrics, also under final/ (first in the chart view's sections)
+    "test_accuracy",
+    "steady_epoch_time_s",
+    "first_epoch_time_s",
+    "time_to_target_s",
+    "train_time_s",
+    "test_loss",
+    "final_val_accuracy",
+    "samples_per_s",
+)
+CURVES = ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "epoch_time_s")
+
+
+def description(job, metrics: dict[str, float], n_train: int | None) -> str:
+    """One line: implementation, seed, preset, test accuracy, steady (and first) epoch."""
+    acc, steady = metrics.get("test_accuracy"), metrics.get("steady_epoch_time_s")
+    first = metrics.get("first_epoch_time_s")
+    parts = [f"**{job.implementation}**, seed {job.seed}, preset `{job.preset}`"]
+    if acc is not None:
+        parts.append(f"test accuracy **{100 * acc:.2f}%**")
+    if steady is not None:
+        epoch = f"steady epoch **{steady:.3g} s**"
+        parts.append(epoch + (f" (first {first:.3g} s)" if first is not None else ""))
+    size = f" on {n_train:,} images" if n_train else ""
+    parts.append(f"{job.epochs} epochs{size}, {job.device}")
+    return ", ".join(parts)
+
+
+def per_class_table(predicted: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
+    """Per class: images, correct, accuracy, and the class it is most confused with."""
+    rows = []
+    for digit in range(int(max(labels.max(), predicted.max())) + 1):
+        of = labels == digit
+        correct = int((predicted[of] == digit).sum())
+        n = int(of.sum())
+        wrong = predicted[of & (predicted != digit)]
+        confused = np.bincount(wrong, minlength=10).argmax() if len(wrong) else None
+        rows.append(
+            {
+                "digit": digit,
+                "images": n,
+                "correct": correct,
+                "accuracy": correct / n if n else float("nan"),
+                "most_confused_with": None if confused is None else int(confused),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+# --- the observer
+
+
+class RunView:
+    """An observer of the job (it keeps the test images for the figures); `finished(result)`
+    writes the run's view, before the tracker ends the run."""
+
+    def __init__(self, job, tracker):
+        self.job, self.tracker, self.log_model = job, tracker, job.tracking.log_model
+        self.images: np.ndarray | None = None
+        self.n_train: int | None = None
+        self.model_s = 0.0  # logging the model: outside the run's overhead_s, reported alone
+
+    def data_loaded(self, dataset) -> None:
+        self.images = dataset.x_test
+        self.n_train = split_sizes(len(dataset.y_train), len(dataset.y_test), self.job.data)[
+            "train"
+        ]
+
+    def epoch_done(self, epoch: int, metrics: dict[str, float]) -> None:
+        pass
+
+    def finished(self, result) -> None:
+        """Never raises: what fails costs a warning and a `run_view_error` tag."""
+        try:
+            self._write(result)
+        except Exception as e:  # noqa: BLE001
+            reason = f"{type(e).__name__}: {e}".splitlines()[0][:500]
+            log.warning("%s: the run's MLflow view is incomplete: %s", self.job.run_name, reason)
+            try:
+                self.tracker.client.set_tag(self.tracker.run_id, "run_view_error", reason)
+            except Exception:  # noqa: BLE001
+                pass
+
+    def _write(self, result) -> None:
+        import tempfile
+        from pathlib import Path
+
+        import matplotlib.pyplot as plt
+        from mlflow.entities import Metric
+
+        from bench import figures
+
+        start = time.perf_counter()
+        job, m = self.job, result.metrics
+        client, run_id = self.tracker.client, self.tracker.run_id  # the job's run, by id
+        describe_experiment(self.tracker.experiment_id)
+        client.set_tag(run_id, "mlflow.note.content", description(job, m, self.n_train))
+        now = int(time.time() * 1000)
+        metrics = [
+            Metric(f"final/{k}", float(m[k]), now, 0) for k in FINAL if k in m and np.isfinite(m[k])
+        ]
+        metrics += [
+            Metric(f"epoch/{k}", float(h[k]), now, step)
+            for step, h in enumerate(result.history, 1)
+            for k in CURVES
+            if k in h and np.isfinite(h[k])
+        ]
+        for i in range(0, len(metrics), 1000):  # MLflow's batch limit
+            client.log_batch(run_id, metrics=metrics[i : i + 1000])
+        costs = {"overhead/metrics_s": time.perf_counter() - start}
+
+        start = time.perf_counter()
+        predicted, labels = result.predictions, result.labels
+        client.log_table(
+            run_id, per_class_table(predicted, labels), "tables/per_class_accuracy.json"
+        )
+        drawn = {
+            "figures/learning_curves.png": figures.learning_curves(job, result.history),
+            "figures/confusion_matrix.png": figures.confusion_matrix(job, predicted, labels),
+        }
+        for path, fig in drawn.items():
+            client.log_figure(run_id, fig, path)
+            plt.close(fig)
+        if self.images is not None and (predicted != labels).any():
+            with tempfile.TemporaryDirectory() as tmp:
+                title = f"{job.implementation}, seed {job.seed}: misclassified (true→predicted)"
+                png = Path(tmp) / "misclassified.png"
+                figures.misclassified(self.images, labels, predicted, title, png)
+                client.log_artifact(run_id, str(png), "figures")
+        costs["overhead/figures_s"] = time.perf_counter() - start
+
+        network = getattr(result, "network", None)
+        if self.log_model and network is not None:
+            from bench.tracking.model import log_model
+
+            start = time.perf_counter()
+            model_id = log_model(job, network, run_id, self.tracker.experiment_id)
+            costs["overhead/model_s"] = self.model_s = time.perf_counter() - start
+            client.set_tag(run_id, "model_id", model_id)
+        client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in costs.items()])
