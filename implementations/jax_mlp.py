@@ -13,7 +13,7 @@ from functools import partial
 from importlib import metadata
 
 from implementations.base import EVAL_BATCH_SIZE
-from implementations.native_logs import quiet_native_logs
+from implementations.native_logs import quiet_native_lines, quiet_native_logs
 from implementations.spec import (
     CLASSES,
     ModelSpec,
@@ -24,11 +24,12 @@ from implementations.spec import (
 )
 
 quiet_native_logs()  # before JAX's import, which would set 1 for TensorFlow too
+with quiet_native_lines():
+    import jax
+    import jax.numpy as jnp
+    import optax
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-import optax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)  # float64 models (dtypes stay explicit everywhere)
 

@@ -8,13 +8,14 @@ before its first import.
 
 from __future__ import annotations
 
-from implementations.native_logs import quiet_native_logs
+from implementations.native_logs import quiet_native_lines, quiet_native_logs
 
 quiet_native_logs()  # before TensorFlow's first import
+with quiet_native_lines():
+    import keras
+    import tensorflow as tf
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 from implementations.spec import CLASSES, ModelSpec, SpecError, started_with  # noqa: E402
 
@@ -29,17 +30,20 @@ def configure(threads: int | None, device: str) -> None:
     if started_with("TensorFlow", _settings, wanted):
         return
     try:
-        if device == "cpu":
-            tf.config.set_visible_devices([], "GPU")
-        if threads:
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        with quiet_native_lines():
+            if device == "cpu":
+                tf.config.set_visible_devices([], "GPU")
+            if threads:
+                tf.config.threading.set_intra_op_parallelism_threads(threads)
+                tf.config.threading.set_inter_op_parallelism_threads(threads)
     except RuntimeError:
         raise SpecError(
             "TensorFlow was initialised before the job could set device and threads; "
             "run the job in a fresh process"
         ) from None
-    if device == "gpu" and not tf.config.list_physical_devices("GPU"):
+    with quiet_native_lines():
+        gpus = tf.config.list_physical_devices("GPU") if device == "gpu" else None
+    if device == "gpu" and not gpus:
         raise SpecError(
             "device=gpu but TensorFlow sees no GPU; use device=cpu (a GPU machine needs "
             "pip install 'mnist-bench[gpu]')"

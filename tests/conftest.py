@@ -21,6 +21,10 @@ def _data_root() -> Path | None:
 DATA_ROOT = _data_root()
 if DATA_ROOT is not None:  # before any test module copies the environment for its commands
     os.environ["MNIST_BENCH_DATA_DIR"] = str(DATA_ROOT)
+# `make test` runs the suite; the `make ...` commands the tests run are typed in a shell, not
+# sub-makes (which print "make[1]: Entering directory" first).
+for name in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS"):
+    os.environ.pop(name, None)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -24,7 +24,8 @@ def rows_of(*records: dict) -> pd.DataFrame:
     """A per_run-shaped table: one dict per run, defaults for what a test does not set."""
     base = {
         "preset": "p",
-        "signature": "s",
+        "comparison": "s",
+        "group": "p",
         "device": "cpu",
         "status": "FINISHED",
         "test_accuracy": 0.98,
@@ -181,7 +182,7 @@ def three_runs():
             "tags.device": "cpu",
             "tags.preset": "x",
             "params.seed": ["0", "1", "2"],
-            "signature": "s",
+            "comparison": "s",
             "params.dataset.val_size": ["5000", "5000", "0"],
             "metrics.time_to_target_s": [3.0, np.nan, np.nan],
         }
@@ -236,7 +237,7 @@ def compared():
 
 def test_verdicts_table_columns_pairs_and_values(compared):
     table = verdicts.verdicts(compared)
-    assert list(table.columns[:9]) == verdicts.VERDICT_COLUMNS
+    assert list(table.columns[: len(verdicts.VERDICT_COLUMNS)]) == verdicts.VERDICT_COLUMNS
     pairs = table[["a", "b"]].drop_duplicates().apply(tuple, axis=1).tolist()
     assert pairs == [("numpy", "tf_tape"), ("numpy", "keras"), ("tf_tape", "keras")]
     assert (table.n == 3).all()  # seed 7 ran for numpy only
@@ -350,7 +351,7 @@ def test_written_tables(compared, tmp_path):
         summary=summary_table(compared),
         warnings=[],
     )
-    assemble.write_tables(found, tmp_path)
+    assemble.write_tables(found, found.runs, tmp_path)
     v_path, s_path = tmp_path / "verdicts.csv", tmp_path / "summary.csv"
     assert len(pd.read_csv(tmp_path / "runs.csv")) == 3
     written = pd.read_csv(v_path)
@@ -420,8 +421,8 @@ def test_checklist_tells_what_is_missing(compared):
     result = items(runs, few)
     assert result["Runs per row >= 3"][0] is False
     assert "keras: 2" in result["Runs per row >= 3"][1]
-    assert result["Code version recorded, tree clean"][0] is False
-    assert "p-numpy-s0" in result["Code version recorded, tree clean"][1]
+    assert result["One commit, recorded, tree clean"][0] is False
+    assert "p-numpy-s0" in result["One commit, recorded, tree clean"][1]
     assert result["Every selected run finished"] == (False, "not finished: p-numpy-s1 (FAILED)")
     assert result["Seeds recorded"][0] is False
     single = compared[compared.seed == 0]

@@ -240,7 +240,8 @@ BAD_OVERRIDES = [
     ("train.diverge_factor=1", "train.diverge_factor=1 must be a number > 1, or null"),
     ("train.epochs=2.5", "train.epochs=2.5 must be an integer"),
     ("train.threads=1000", "train.threads=1000 is more than the "),
-    ("preset=''", "preset='' must be a non-empty name"),
+    ("preset=''", "preset='' is not a name; allowed: letters, digits, '.', '_', '-'"),
+    ("preset=../up", "preset='../up' is not a name; allowed: letters, digits"),
 ]
 
 

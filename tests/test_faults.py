@@ -427,7 +427,8 @@ def test_bad_report_selections_fail_in_one_line(tmp_path, args, message):
 
 def test_a_server_killed_mid_sweep_ends_the_command_in_seconds(tmp_path, mlflow_server):
     uri, server = mlflow_server
-    sweep = ["-m", "seed=0,1,2", "implementation=numpy", "dataset.n_train=5000", "train.epochs=300"]
+    sweep = ["-m", "seed=0,1,2", "implementation=numpy", "dataset.n_train=5000", "train.epochs=300",
+             "tracking.busy_timeout_s=5"]  # fmt: skip
     proc = start(tmp_path, *sweep, uri=uri)
     wait_for(tmp_path, proc, r"epoch 2/300")
     os.killpg(server.pid, signal.SIGKILL)  # the server and its uvicorn workers
@@ -438,6 +439,124 @@ def test_a_server_killed_mid_sweep_ends_the_command_in_seconds(tmp_path, mlflow_
     assert proc.returncode == 1
     assert "Traceback" not in out
     assert error_lines(out)
+
+
+def restartable_server(tmp_path) -> tuple[str, callable]:
+    """A real tracking server on a fixed port; returns its uri and a function that starts it
+    (again) on the same port and store."""
+    port, store = free_port(), f"sqlite:///{tmp_path}/server.db"
+    return f"http://127.0.0.1:{port}", lambda: servers.start_server(
+        store, tmp_path / "server-artifacts", tmp_path / "server.log", port, wait_s=WAIT_S
+    )
+
+
+def server_runs(uri: str):
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("mnist-bench").experiment_id
+    return client, client.search_runs([experiment])
+
+
+def test_a_server_restarted_mid_run_loses_nothing(tmp_path):
+    """Killed and started again on the same port while the job writes its epochs: the job
+    says it waits (in seconds), then ends FINISHED with its whole history."""
+    uri, start_server = restartable_server(tmp_path)
+    server = start_server()
+    try:
+        args = ["implementation=numpy", "dataset.n_train=2000", "train.epochs=40"]
+        proc = start(tmp_path, *args, "tracking.busy_timeout_s=120", uri=uri)
+        wait_for(tmp_path, proc, r"epoch 2/40")
+        servers.stop_server(server, signal.SIGKILL)
+        down = time.monotonic()
+        wait_for(tmp_path, proc, "tracking server not answering")
+        assert time.monotonic() - down < 20  # said while it waits, not after
+        time.sleep(7)  # the outage itself
+        server = start_server()
+        out = finish(tmp_path, proc)
+        assert proc.returncode == 0, out[-3000:]
+        assert "tracking server answers again" in out
+        client, runs = server_runs(uri)
+        (run,) = runs
+        assert run.info.status == "FINISHED"
+        steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "train_loss"))
+        assert steps == list(range(1, 41))
+    finally:
+        servers.stop_server(server)
+
+
+def test_a_server_restarted_mid_sweep_loses_no_job(tmp_path):
+    uri, start_server = restartable_server(tmp_path)
+    server = start_server()
+    try:
+        sweep = ["-m", "seed=0,1,2", "implementation=numpy", "dataset.n_train=2000",
+                 "train.epochs=20"]  # fmt: skip
+        proc = start(tmp_path, *sweep, uri=uri)
+        wait_for(tmp_path, proc, r"epoch 2/20")
+        servers.stop_server(server, signal.SIGKILL)
+        wait_for(tmp_path, proc, "tracking server not answering")
+        time.sleep(14)  # the outage, long enough for a job to start while it lasts
+        server = start_server()
+        out = finish(tmp_path, proc)
+        assert proc.returncode == 0, out[-3000:]
+        assert "sweep: 3 of 3 jobs finished" in out and "could not end run" not in out
+        _, runs = server_runs(uri)
+        assert sorted(r.info.status for r in runs) == ["FINISHED"] * 4  # 3 jobs and the parent
+    finally:
+        servers.stop_server(server)
+
+
+def test_a_hung_server_is_reported_within_seconds(tmp_path, mlflow_server):
+    """A server that stops answering with its port open: the job says so within seconds
+    of its first unanswered write, and goes on once the server does."""
+    uri, server = mlflow_server
+    proc = start(tmp_path, *TINY[:2], "train.epochs=30", uri=uri)
+    wait_for(tmp_path, proc, r"epoch 2/30")
+    os.killpg(server.pid, signal.SIGSTOP)
+    stopped = time.monotonic()
+    try:
+        wait_for(tmp_path, proc, "tracking server not answering")
+        assert time.monotonic() - stopped < 30
+    finally:
+        os.killpg(server.pid, signal.SIGCONT)
+    out = finish(tmp_path, proc)
+    assert proc.returncode == 0, out[-3000:]
+
+
+def test_an_artifact_root_under_a_file_is_refused_in_one_line(tmp_path):
+    (tmp_path / "a-file").write_text("x")
+    cmd = [a for a in command(tmp_path, *TINY) if not a.startswith("tracking.artifact_root")]
+    cmd.append(f"tracking.artifact_root={tmp_path}/a-file/artifacts")
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env=ENV, timeout=300)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    (line,) = error_lines(proc.stderr)
+    assert "artifact root" in line and "a parent of it is a file" in line
+    assert not jobs_of(tmp_path)  # refused before any run existed
+
+
+def test_a_report_names_the_runs_whose_artifacts_are_gone(tmp_path):
+    assert mnist_bench(tmp_path, "-m", "seed=0,1", *TINY).returncode == 0
+    gone = next(r for r in jobs_of(tmp_path) if r.data.params["seed"] == "0")
+    Path(gone.info.artifact_uri.removeprefix("file://"), "predictions.npz").unlink()
+    out = tmp_path / "reports"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.commands.report", "--tracking-uri",
+         f"sqlite:///{tmp_path}/mlflow.db", "--out", str(out), "--name", "r"],
+        cwd=tmp_path, capture_output=True, text=True, env=ENV, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = (out / "r" / "report.md").read_text()
+    assert f"Artifacts missing from the store: {gone.info.run_name} (predictions.npz)" in text
+
+
+def test_a_report_into_a_file_is_refused_in_one_line(tmp_path):
+    assert mnist_bench(tmp_path, *TINY).returncode == 0
+    (tmp_path / "out").write_text("a file")
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.commands.report", "--tracking-uri",
+         f"sqlite:///{tmp_path}/mlflow.db", "--all", "--out", str(tmp_path / "out")],
+        cwd=tmp_path, capture_output=True, text=True, env=ENV, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == f"error: --out {tmp_path / 'out'} is a file, not a folder"
 
 
 # --- concurrency

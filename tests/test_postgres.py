@@ -5,11 +5,13 @@ binaries or the driver (the `postgres` extra) are absent."""
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import importlib.util
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -37,9 +39,10 @@ def as_postgres(cmd: list[str]) -> list[str]:
     return cmd
 
 
-@pytest.fixture(scope="module")
-def postgres():
-    """postgresql+psycopg://postgres@127.0.0.1:PORT/mlflow on a fresh cluster."""
+@contextlib.contextmanager
+def cluster(password: str | None = None):
+    """A fresh PostgreSQL cluster on 127.0.0.1 with a database `mlflow`: its URI. With a
+    password, TCP logins need it (scram-sha-256); without, they are trusted."""
     initdb, pg_ctl = pg_bin("initdb"), pg_bin("pg_ctl")
     if not (initdb and pg_ctl):
         pytest.skip("PostgreSQL binaries not installed (apt-get install postgresql)")
@@ -48,9 +51,15 @@ def postgres():
     data = Path(tempfile.mkdtemp(prefix="mnist-bench-pg-"))  # not under a root-only folder
     if os.geteuid() == 0:
         shutil.chown(data, "postgres", "postgres")
+    auth = ["--auth=trust"]
+    if password:
+        (data / "pw").write_text(password + "\n")
+        if os.geteuid() == 0:
+            shutil.chown(data / "pw", "postgres", "postgres")
+        auth = ["--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={data / 'pw'}"]
     port = free_port()
     subprocess.run(
-        as_postgres([initdb, "-D", str(data / "db"), "-U", "postgres", "--auth=trust", "-E", "UTF8"]),
+        as_postgres([initdb, "-D", str(data / "db"), "-U", "postgres", *auth, "-E", "UTF8"]),
         check=True, capture_output=True,
     )  # fmt: skip
     options = f"-h 127.0.0.1 -p {port} -k {data}"
@@ -59,16 +68,26 @@ def postgres():
                      "-w", "-t", "120", "start"]),
         check=True, capture_output=True,
     )  # fmt: skip
+    login = f"postgres:{password}" if password else "postgres"
     try:
         import psycopg
 
-        with psycopg.connect(f"host=127.0.0.1 port={port} user=postgres", autocommit=True) as c:
+        with psycopg.connect(
+            f"postgresql://{login}@127.0.0.1:{port}/postgres", autocommit=True
+        ) as c:
             c.execute("CREATE DATABASE mlflow")
-        yield f"postgresql://postgres@127.0.0.1:{port}/mlflow"
+        yield f"postgresql://{login}@127.0.0.1:{port}/mlflow"
     finally:
         subprocess.run(as_postgres([pg_ctl, "-D", str(data / "db"), "-m", "fast", "-w", "stop"]),
                        capture_output=True)  # fmt: skip
         shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """postgresql+psycopg://postgres@127.0.0.1:PORT/mlflow on a fresh cluster."""
+    with cluster() as uri:
+        yield uri
 
 
 @pytest.fixture
@@ -134,3 +153,42 @@ def test_a_sweep_straight_on_postgres(tmp_path, postgres):
         if "sweep_parent" not in r.data.tags:
             steps = MlflowClient().get_metric_history(r.info.run_id, "train_loss")
             assert sorted(m.step for m in steps) == [1, 2]
+
+
+PASSWORD = "s3cret-pw-4711"
+
+
+def test_a_password_in_the_tracking_uri_never_leaves_the_process(tmp_path):
+    """A PostgreSQL user with a password, typed into tracking.uri as the scaling-out page
+    suggests: the sweep and its report work, and the password is in no param, tag, artifact,
+    report file or line the commands print; a wrong one is refused without being echoed."""
+    with cluster(PASSWORD) as uri:
+        where = tmp_path / "sweep"
+        cmd = sweep_cmd(where, uri, "-m", "seed=0,1", *TINY)
+        proc = subprocess.run(cmd, cwd=where, env=ENV, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert "postgres:***@" in proc.stdout  # the printed report command, masked
+        report = subprocess.run(
+            [sys.executable, "-m", "bench.commands.report", "--tracking-uri", uri,
+             "--out", str(tmp_path / "reports"), "--name", "r"],
+            cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert report.returncode == 0, report.stderr[-3000:]
+        printed = proc.stdout + proc.stderr + report.stdout + report.stderr
+        assert PASSWORD not in printed
+        mlflow.set_tracking_uri(uri.replace("postgresql://", "postgresql+psycopg://"))
+        runs = mlflow.search_runs(experiment_names=["mnist-bench"], output_format="list")
+        assert len(runs) == 3
+        for r in runs:
+            assert PASSWORD not in repr(r.data.params) + repr(r.data.tags), r.info.run_name
+        stored = [p for p in where.rglob("*") if p.is_file() and p.suffix in (".yaml", ".json")]
+        stored += [p for p in (tmp_path / "reports").rglob("*") if p.is_file()]
+        assert any(p.name == "config.yaml" for p in stored)
+        assert any(p.name == "sweep_grid.json" for p in stored)
+        for p in stored:
+            assert PASSWORD not in p.read_text(errors="replace"), p
+        wrong = uri.replace(PASSWORD, "not-the-pw-0815")
+        bad = subprocess.run(sweep_cmd(tmp_path / "bad", wrong, *TINY), cwd=tmp_path, env=ENV,
+                             capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert bad.returncode == 1 and "not-the-pw-0815" not in bad.stdout + bad.stderr
+        assert "cannot connect" in bad.stderr and "Traceback" not in bad.stderr

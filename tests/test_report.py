@@ -12,6 +12,7 @@ import pytest
 from mlflow import MlflowClient
 
 from bench.commands.report import main as report_main
+from bench.report.numbers.rows import group_labels, setting_id
 from bench.report.numbers.stats import NO_DIFFERENCE, equivalence_margin
 from bench.report.pages.plots import by_setting
 from tests.test_app import SMALL, mnist_bench, runs_of
@@ -95,15 +96,32 @@ def test_report_files_table_and_numbers(swept):
     assert [row[0].strip("| ") for row in key] == ["numpy", "tf_tape", "keras"]
     for row in key:
         assert re.fullmatch(r"\d+\.\d\d% \[\d+\.\d\d, \d+\.\d\d\]", row[2]), row
-        assert row[3] == "fastest" or re.fullmatch(r"\d+\.\d\dx slower", row[3]), row
         assert re.fullmatch(r"[\d,]+", row[5]), row
-    assert sum(row[3] == "fastest" for row in key) == 1
+    # the speed column says what the paired verdicts say: a fastest only where one is faster
+    # than every other implementation by its verdict
+    speed = pd.read_csv(out / "verdicts.csv").query("quantity == 'epoch_time'")
+    wins = {impl: 0 for impl in ("numpy", "tf_tape", "keras")}
+    for r in speed.itertuples():
+        if r.verdict in ("faster", "slower"):
+            wins[r.a if r.verdict == "faster" else r.b] += 1
+    best = [impl for impl, n in wins.items() if n == 2]
+    for row in key:
+        impl = row[0].strip("| ")
+        if not best:
+            assert row[3] == "no fastest (see the verdicts)", row
+        elif impl == best[0]:
+            assert row[3] == "fastest", row
+        else:
+            pair = speed[speed.a.isin([impl, best[0]]) & speed.b.isin([impl, best[0]])].iloc[0]
+            ratio = pair.estimate if pair.a == best[0] else 1 / pair.estimate
+            assert row[3] == f"{ratio:.2f}x slower (paired)", row
     assert not re.search(r"\d\.?\d*e[+-]\d", md), "scientific notation in the report"
 
     # verdicts.csv: every pair and quantity once, each word what its interval says
     v = pd.read_csv(out / "verdicts.csv")
     assert list(v.columns) == [
         "preset",
+        "setting",
         "a",
         "b",
         "quantity",
@@ -145,6 +163,8 @@ def test_report_files_table_and_numbers(swept):
 
     html = (out / "report.html").read_text()
     assert "<script>alert" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    prose = re.sub(r"```.*?```", "", md, flags=re.S)  # a code block shows text as it is
+    assert "<script>" not in prose  # Markdown viewers would run it
     appendix = html.split("<section id='appendix'>")[1]
     assert appendix.count("<details") == 5
     lockstep = md.split("### Lockstep check")[1].split("###")[0]
@@ -211,10 +231,20 @@ def filtered_report(swept, filter_string: str, name: str) -> str:
 
 def test_plot_groups_never_pool_presets():
     rows = pd.DataFrame(
-        {"preset": ["a", "b", "a"], "implementation": ["numpy"] * 3, "run_id": ["1", "2", "3"]}
-    )
+        {"preset": ["a", "b", "a", "a"], "implementation": ["numpy"] * 4,
+         "run_id": ["1", "2", "3", "4"], "comparison": ["x", "y", "x", "z"]}
+    )  # fmt: skip
+    rows["group"] = group_labels(rows)  # preset a holds two comparisons: named apart
     groups = {label: list(g.run_id) for label, g in by_setting(rows)}
-    assert groups == {"a / numpy": ["1", "3"], "b / numpy": ["2"]}
+    setting = {
+        "x": 1 + (setting_id("x") > setting_id("z")),
+        "z": 1 + (setting_id("z") > setting_id("x")),
+    }
+    assert groups == {
+        f"a (setting {setting['x']}) / numpy": ["1", "3"],
+        f"a (setting {setting['z']}) / numpy": ["4"],
+        "b / numpy": ["2"],
+    }
 
 
 def test_mixed_selection_with_a_failed_run(swept):
@@ -237,3 +267,19 @@ def test_a_differing_setting_is_flagged_next_to_its_rows(swept):
     assert len(numpy_rows) == 2 and all("train.batch_size differs" in r for r in numpy_rows)
     box = md.split("**custom**")[1].split("\n\n")[1]
     assert "WARNING: train.batch_size differs: 128, 64" in box
+
+
+def test_markdown_shows_names_from_mlflow_as_text_never_as_html(tmp_path):
+    """A name holding HTML (a preset, a run name, a param) in report.md's text, boxes, tables
+    and captions is escaped; a code block keeps it as it is; our own "p < 0.001" stays."""
+    from bench.report.pages.render import Box, Code, Section, Table, write_markdown
+
+    evil = "<img src=x onerror=alert(1)>"
+    table = pd.DataFrame({"implementation": [evil], "p": ["< 0.001"]})
+    section = Section(evil, [f"run {evil} failed"], [Table(table, caption=evil)],
+                      blocks=[Box(evil, [f"{evil} faster"]), Code([f"mnist-bench # {evil}"])])  # fmt: skip
+    write_markdown(f"report of {evil}", [section], tmp_path / "r.md")
+    md = (tmp_path / "r.md").read_text()
+    prose = re.sub(r"```.*?```", "", md, flags=re.S)
+    assert "<img" not in prose and prose.count("&lt;img") == 7
+    assert f"mnist-bench # {evil}" in md and "| < 0.001 |" in md

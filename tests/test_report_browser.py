@@ -93,7 +93,8 @@ def test_commands_wrap_only_at_spaces(page_of, width):
     wrapped = page.evaluate(
         "[...document.querySelectorAll('pre.cmd')].filter(p => p.clientHeight > 40).length"
     )
-    assert broken == [] and wrapped > 0  # long commands did wrap, at spaces only
+    assert broken == []  # a command that wraps does so at its spaces only
+    assert wrapped > 0 or width > 600  # at a phone's width the long ones do wrap
     assert page.evaluate("document.documentElement.scrollWidth") <= width
 
 

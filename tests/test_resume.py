@@ -81,8 +81,12 @@ def test_report_of_a_resumed_sweep_covers_the_whole_grid(tmp_path):
     from bench.report.numbers.collect import select
 
     found = select(f"sqlite:///{tmp_path}/mlflow.db", "mnist-bench")
+    parents = [r for r in runs_of(tmp_path) if r.data.tags.get("sweep_parent") == "true"]
+    first = min(parents, key=lambda r: r.info.start_time).data.tags["sweep_id"]
     assert sorted(found.runs["params.seed"]) == ["0", "1"]
-    assert "1 runs from earlier sweeps" in found.label and found.sweep_id in found.label
+    assert found.sweep_id in found.label and found.notes == [
+        f"1 runs from earlier sweep {first}: numpy-s0"
+    ]
 
 
 def test_compare_repeat_outcomes():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 
 import mlflow
 import numpy as np
@@ -82,17 +83,24 @@ def test_verdict_metric_names_and_bounds():
 
     v = pd.DataFrame(
         [
-            dict(preset="p", a="numpy", b="keras", quantity="epoch_time", estimate=1.5,
-                 ci_low=1.2, ci_high=1.9),
-            dict(preset="p", a="numpy", b="keras", quantity="time_to_target", estimate=np.inf,
-                 ci_low=np.nan, ci_high=np.nan),
+            dict(preset="p", setting="s1", a="numpy", b="keras", quantity="epoch_time",
+                 estimate=1.5, ci_low=1.2, ci_high=1.9),
+            dict(preset="p", setting="s1", a="numpy", b="keras", quantity="time_to_target",
+                 estimate=np.inf, ci_low=np.nan, ci_high=np.nan),
+            dict(preset="p", setting="s2", a="numpy", b="keras", quantity="epoch_time",
+                 estimate=1.1, ci_low=0.9, ci_high=1.3),
         ]
     )  # fmt: skip
-    assert verdict_metrics(v) == {
-        "verdict/numpy_vs_keras/epoch_time_ratio": 1.5,
-        "verdict/numpy_vs_keras/epoch_time_ratio_ci_low": 1.2,
-        "verdict/numpy_vs_keras/epoch_time_ratio_ci_high": 1.9,
+    assert verdict_metrics(v) == {  # two comparisons of one preset: named apart
+        "verdict/setting1/numpy_vs_keras/epoch_time_ratio": 1.5,
+        "verdict/setting1/numpy_vs_keras/epoch_time_ratio_ci_low": 1.2,
+        "verdict/setting1/numpy_vs_keras/epoch_time_ratio_ci_high": 1.9,
+        "verdict/setting2/numpy_vs_keras/epoch_time_ratio": 1.1,
+        "verdict/setting2/numpy_vs_keras/epoch_time_ratio_ci_low": 0.9,
+        "verdict/setting2/numpy_vs_keras/epoch_time_ratio_ci_high": 1.3,
     }
+    one = v[v.setting == "s1"]
+    assert "verdict/numpy_vs_keras/epoch_time_ratio" in verdict_metrics(one)
 
 
 # --- the store of a real tiny sweep
@@ -286,3 +294,33 @@ def test_a_sweep_end_and_a_report_compute_their_statistics_once(swept, monkeypat
     args = ["--tracking-uri", uri, "--sweep-id", sweep_id, "--out", str(tmp_path)]
     assert report_main(args) == 0  # the report, and the parent's summary refreshed from it
     assert {k: len(v) for k, v in counts.items()} == dict.fromkeys(counts, 2)
+
+
+def test_the_parents_tables_are_replaced_never_appended(swept, tmp_path):
+    """Two reports of the sweep: its parent's MLflow tables hold one copy of their rows."""
+    parent = sweep_parent(swept[0])
+    uri = f"sqlite:///{swept[0]}/mlflow.db"
+    args = ["--tracking-uri", uri, "--sweep-id", parent.data.tags["sweep_id"]]
+    for name in ("once", "twice"):
+        assert report_main([*args, "--out", str(tmp_path), "--name", name]) == 0
+    client = MlflowClient()
+    for table, rows in (("summary_table.json", 3), ("verdicts_table.json", 9)):
+        path = client.download_artifacts(parent.info.run_id, table, str(tmp_path / table))
+        assert len(json.loads(open(path).read())["data"]) == rows, table
+
+
+def test_a_report_outside_make_finds_the_images_the_runs_used(swept, tmp_path):
+    """Without MNIST_BENCH_DATA_DIR (as the README's command runs outside make) and with an
+    empty cache: the images come from the folder the runs read, so no figure is dropped."""
+    env = {k: v for k, v in ENV.items() if k != "MNIST_BENCH_DATA_DIR"}
+    env["MNIST_BENCH_CACHE_DIR"] = str(tmp_path / "empty-cache")
+    sweep_id = sweep_parent(swept[0]).data.tags["sweep_id"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.commands.report", "--tracking-uri",
+         f"sqlite:///{swept[0]}/mlflow.db", "--sweep-id", sweep_id, "--out", str(tmp_path)],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    md = (tmp_path / sweep_id / "report.md").read_text()
+    assert "no misclassified-image plots" not in md
+    assert md.count("![misclassified_") == 3  # one per implementation

@@ -25,13 +25,19 @@ def main(argv: list[str] | None = None) -> int:
         "--name", help="folder under --out (sanitized); default: the sweep id, filter-HASH, all"
     )
     parser.add_argument("--out", default="results")
+    parser.add_argument(
+        "--with-paths",
+        action="store_true",
+        help="keep absolute local paths (store, data, home folders) in the report",
+    )
     args = parser.parse_args(argv)
     try:
         selection = select(args.tracking_uri, args.experiment, args.sweep_id, args.filter, args.all)
         findings = analyse(selection)
         from bench.report.pages.assemble import build_report, report_dir  # plotting: only now
 
-        path = build_report(findings, report_dir(args.out, args.name or selection.name))
+        folder = report_dir(args.out, args.name or selection.name)
+        path = build_report(findings, folder, with_paths=args.with_paths)
     except (ReportError, TrackingError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -9,8 +9,11 @@ import sys
 import time
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from bench.job.redact import redact_logs, scrub_files
 from bench.job.settings import CONF, ConfigError, Job, job_from_config
 from bench.tracking.failures import failed, reports_failures, terminate
 
@@ -22,6 +25,7 @@ def run(cfg: DictConfig) -> dict[str, float] | None:
     skipped); None when it did not finish. Failures are one line, never raised, so a sweep
     goes on; Ctrl-C ends the run KILLED and stops (bench.tracking.failures)."""
     started = time.perf_counter()  # the run's overhead_s counts from here
+    redact_logs()  # Hydra's handlers of this job (a worker's too) mask credentials
     try:
         job = job_from_config(cfg)
     except ConfigError as e:
@@ -84,6 +88,7 @@ def start_run(job: Job, parallel: int):
     """The job's run, and the seconds its framework's import took (where this job brought it:
     that import is reported as `framework_import_s`, outside the run's `overhead_s`)."""
     from bench.job.environment import environment_tags
+    from bench.job.redact import redact
     from bench.job.setup import job_implementation
     from bench.sweep.launchers import job_overrides
     from bench.tracking.runs import MlflowRun
@@ -102,7 +107,7 @@ def start_run(job: Job, parallel: int):
     }
     overrides = job_overrides()
     if overrides is not None:
-        tags["hydra_overrides"] = " ".join(overrides)
+        tags["hydra_overrides"] = redact(" ".join(overrides))
     if parallel > 1:  # timings measured beside other jobs: the report flags them
         tags["parallel_jobs"] = str(parallel)
     return MlflowRun(job, run_label(job, overrides or []), ordered_tags(job, tags)), import_s
@@ -113,6 +118,8 @@ def hydra_main(cfg: DictConfig) -> float | None:
     """Returns the job's `optimized_metric` (set by a tuning preset): what a sweeper such as
     Optuna optimizes; NaN, a failed trial, when the job failed or did not log that metric."""
     metrics = run(cfg) or {}
+    if HydraConfig.get().mode == RunMode.RUN:  # a single run's .hydra/ (a sweep scrubs its own)
+        scrub_files(HydraConfig.get().runtime.output_dir)
     if cfg.get("optimized_metric"):
         return metrics.get(cfg.optimized_metric, float("nan"))
     return None

@@ -127,8 +127,6 @@ def run_job(job: Job, observers: list[Observer]) -> Result:
         data_load_time_s=data_load_time,
         samples_per_s=len(splits.y_train) * job.epochs / train_time,
         first_epoch_time_s=epochs[0],
-        # the first epoch carries tracing and warm-up; a one-epoch run has only that one
-        steady_epoch_time_s=statistics.median(epochs[1:] or epochs),
         contended_epochs=sum(
             h["host_other_cores"] + h["host_steal_cores"] > CONTENDED for h in result.history
         ),
@@ -137,6 +135,8 @@ def run_job(job: Job, observers: list[Observer]) -> Result:
         job_memory_mb=peak_rss_mb() - rss_at_start,
         total_time_s=time.perf_counter() - start,
     )
+    if len(epochs) > 1:  # the first epoch carries tracing: a one-epoch run has no steady state
+        result.metrics["steady_epoch_time_s"] = statistics.median(epochs[1:])
     counts = dict(train=len(splits.y_train), val=len(splits.y_val), test=len(splits.y_test))
     exact_accuracies(result.metrics, **counts)  # float64 k / n, not float32's 0.97740000486
     if startup is not None:

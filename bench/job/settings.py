@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -24,18 +25,23 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from bench.data import DataError, dataset_info
+from bench.job.redact import redact
 from implementations.spec import ModelSpec, OptimizerSpec, SpecError, check_batch_size
 
 DEVICES = ("cpu", "gpu")
 CONF = Path(__file__).resolve().parents[2] / "conf"  # Hydra's config directory
 GROUPS = ("implementation", "model", "optimizer", "dataset", "device")
+SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}")  # it names runs, files and folders
 MAX_SEED = 2**32 - 1  # NumPy's and the frameworks' seeds are 32-bit
 MAX_LAYER = 65536  # a hidden layer wider than this is a typo (1e12), not a benchmark
 IMPLEMENTATION_KEYS = ("name", "module", "options", "extra")
 
 
 class ConfigError(ValueError):
-    """A config value that cannot run; one line."""
+    """A config value that cannot run; one line, with any credentials in it masked."""
+
+    def __init__(self, message: str):
+        super().__init__(redact(message))
 
 
 @dataclass(frozen=True)
@@ -250,8 +256,11 @@ def check_top_level(cfg: DictConfig) -> None:
     defaults = primary_defaults()
     _check_keys("", cfg, [*defaults, *GROUPS, "hydra"])
     _check_section("train", cfg.train)
-    if not isinstance(cfg.preset, str) or not cfg.preset.strip():
-        raise ConfigError(f"preset={cfg.preset!r} must be a non-empty name")
+    if not isinstance(cfg.preset, str) or not SAFE_NAME.fullmatch(cfg.preset):
+        raise ConfigError(
+            f"preset={cfg.preset!r} is not a name; allowed: letters, digits, '.', '_', '-' "
+            "(not first: '.', '-')"
+        )
     metric = cfg.get("optimized_metric")
     if metric is not None and not isinstance(metric, str):
         raise ConfigError(f"optimized_metric={metric!r} must be a metric name or null")

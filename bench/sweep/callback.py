@@ -10,6 +10,7 @@ and the sweep's findings are computed once for the terminal table and the parent
 
 from __future__ import annotations
 
+import shlex
 import sys
 import uuid
 from datetime import datetime
@@ -22,13 +23,15 @@ from hydra.experimental.callback import Callback
 from mlflow import MlflowClient
 from omegaconf import DictConfig
 
+from bench.job.redact import redact, redact_logs, redacted, scrub_files
 from bench.job.settings import ConfigError, TrackingSettings, config_hash, job_config
 from bench.job.settings import tracking_settings as checked_tracking
 from bench.tracking import sweep_env
-from bench.tracking.runs import deferred_signals, process_tags
+from bench.tracking.runs import process_tags
 from bench.tracking.store import (
     GRID_ARTIFACT,
     MISSING,
+    deferred_signals,
     end_orphans,
     end_run,
     ensure_experiment,
@@ -36,10 +39,11 @@ from bench.tracking.store import (
     load_grid,
     one_line,
     reap_stale_runs,
+    retrying,
     tracking_uri,
 )
 from bench.tracking.sweep_env import FAILURES, SweepEnv
-from bench.tracking.ui import run_link, sweep_varying
+from bench.tracking.ui import describe_experiment, run_link, sweep_varying
 
 
 def sweep_grid(config: DictConfig) -> list[dict] | None:
@@ -72,6 +76,7 @@ class MlflowSweepCallback(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         """The parent run ends with the jobs' count, then the sweep's findings are printed
         and written onto it."""
+        scrub_files(str(config.hydra.sweep.dir))  # multirun.yaml and each job's .hydra/
         ended = sweep_env.clear()
         if ended.parent_run_id is None:
             return
@@ -81,6 +86,7 @@ class MlflowSweepCallback(Callback):
 
 def start_sweep(config: DictConfig) -> None:
     """The parent run, the grid it records, and the environment the jobs inherit."""
+    redact_logs()  # the launcher prints each job's overrides: a password there is masked
     try:
         tracking = checked_tracking(config.tracking)
     except ConfigError as e:  # nothing can be recorded: stop before any job starts
@@ -94,6 +100,7 @@ def start_sweep(config: DictConfig) -> None:
         experiment_id = ensure_experiment(tracking)
     except ConfigError as e:
         sys.exit(f"error: {e}")
+    describe_experiment(experiment_id)  # once, before jobs side by side would race on it
     sweep_id = f"{datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
     client = MlflowClient()
     run = client.create_run(
@@ -103,12 +110,14 @@ def start_sweep(config: DictConfig) -> None:
             **process_tags(),
             "sweep_id": sweep_id,
             "sweep_parent": "true",
-            "sweep_command": " ".join(["mnist-bench", *sys.argv[1:]]),
+            "sweep_command": redact(shlex.join(["mnist-bench", *sys.argv[1:]])),
         },
     )
     if grid is not None:
-        launcher = list(config.hydra.overrides.hydra)
-        client.log_dict(run.info.run_id, {"jobs": grid, "hydra_overrides": launcher}, GRID_ARTIFACT)
+        launcher = redacted(list(config.hydra.overrides.hydra))
+        recorded = [{**job, "overrides": redacted(job["overrides"])} for job in grid]
+        client.log_dict(run.info.run_id, {"jobs": recorded, "hydra_overrides": launcher},
+                        GRID_ARTIFACT)  # fmt: skip
         client.set_tag(run.info.run_id, "sweep_jobs", str(len(grid)))
     # the jobs' processes (joblib, submitit workers) report what did not finish here
     folder = Path(str(config.hydra.sweep.dir))
@@ -136,12 +145,11 @@ def close_parent(parent: str, failures_file: str | None) -> tuple[int, int]:
         Path(failures_file).unlink()
     try:
         client = MlflowClient()
-        run = client.get_run(parent)
+        run = retrying(client.get_run, parent, what="read")
         experiment_id = run.info.experiment_id
         reap_stale_runs(experiment_id)  # a worker killed mid-job: its run is not RUNNING
-        children = client.search_runs(
-            [experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent}'"
-        )
+        where = f"tags.mlflow.parentRunId = '{parent}'"
+        children = retrying(client.search_runs, [experiment_id], filter_string=where, what="read")
         unfinished = [c for c in children if c.info.status != "FINISHED"]
         grid = load_grid(run)
         holes, total = [], len(children)
@@ -182,7 +190,7 @@ def sweep_end(tracking: TrackingSettings, sweep_id: str | None) -> None:
         from bench.report.pages.terminal import sweep_lines
 
         findings = analyse(select(uri, tracking.experiment, sweep_id=sweep_id))
-        lines = sweep_lines(findings, uri, sweep_id)
+        lines = sweep_lines(findings, uri, sweep_id, tracking.experiment)
     except Exception as e:  # noqa: BLE001
         print(f"(no verdict table for sweep {sweep_id}: {_why(e)})", flush=True)
         return
@@ -212,7 +220,7 @@ def abort_sweep(status: str, reason: str) -> None:
         try:
             ended = end_orphans(parent, status, reason)
             note = f"{reason}; {len(ended)} running jobs ended {status}" if ended else reason
-            tags = {"mlflow.note.content": note, "failure_reason": reason}
-            end_run(MlflowClient(), parent, status, **tags)
+            tags = {"mlflow.note.content": note, "failure_reason": reason, "sweep_outcome": note}
+            end_run(MlflowClient(), parent, status, **tags)  # the summary keeps its outcome
         except Exception as e:  # the store is gone: the parent is reaped as stale later
             print(f"error: could not end the sweep's parent run: {one_line(e)}", file=sys.stderr)

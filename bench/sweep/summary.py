@@ -10,6 +10,7 @@ report and the terminal table."""
 from __future__ import annotations
 
 import math
+import sys
 import tempfile
 from pathlib import Path
 
@@ -19,8 +20,9 @@ from mlflow.entities import Metric, Param
 from mlflow.utils.time import get_current_time_millis
 
 from bench.report.numbers.findings import Findings
+from bench.report.numbers.rows import group_labels, setting_numbers
 from bench.report.pages import fmt
-from bench.report.pages.render import markdown_table
+from bench.report.pages.render import markdown_table, md_text
 from bench.report.pages.sentences import (
     WORDS,
     estimate_text,
@@ -42,12 +44,16 @@ SHARED_EXCLUDE = ("implementation.", "seed", "tracking.")
 
 
 def verdict_metrics(v: pd.DataFrame) -> dict[str, float]:
-    """verdict/[<preset>/]<a>_vs_<b>/<quantity> with _ci_low and _ci_high: finite values only
-    (the preset only where the sweep spans presets)."""
+    """verdict/[<preset>/][setting<k>/]<a>_vs_<b>/<quantity> with _ci_low and _ci_high: finite
+    values only (the preset only where the sweep spans presets, the setting only where a preset
+    holds several comparisons)."""
     several = v.preset.nunique() > 1
+    settings = v.groupby("preset").setting.transform("nunique") > 1 if len(v) else []
+    numbers = setting_numbers(v) if len(v) else []
     out = {}
-    for r in v.itertuples():
-        base = "verdict/" + (f"{r.preset}/" if several else "") + f"{r.a}_vs_{r.b}/"
+    for r, many, k in zip(v.itertuples(), settings, numbers):
+        base = "verdict/" + (f"{r.preset}/" if several else "") + (f"setting{k}/" if many else "")
+        base += f"{r.a}_vs_{r.b}/"
         name = base + METRIC[r.quantity]
         for suffix, value in (("", r.estimate), ("_ci_low", r.ci_low), ("_ci_high", r.ci_high)):
             if value is not None and math.isfinite(value):
@@ -59,7 +65,7 @@ def key_table(s: pd.DataFrame) -> pd.DataFrame:
     """The summary table in human formats, one row per preset and implementation."""
     return pd.DataFrame(
         {
-            "preset": s.preset,
+            "preset": group_labels(s),
             "implementation": s.implementation,
             "device": s.device,
             "runs": s.runs,
@@ -84,30 +90,40 @@ def key_table(s: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def note(sweep_id: str, command: str, rows: pd.DataFrame, v: pd.DataFrame, s: pd.DataFrame) -> str:
-    """The parent's description (Markdown): the verdicts first, then the numbers behind them."""
+def note(
+    parent, rows: pd.DataFrame, v: pd.DataFrame, s: pd.DataFrame, notes: list[str] = ()
+) -> str:
+    """The parent's description (Markdown): its own outcome (the jobs' count, or why it was
+    stopped), the verdicts, then the numbers behind them."""
+    tags = parent.data.tags
+    sweep_id, command = tags.get("sweep_id", "?"), tags.get("sweep_command", "")
+    status = "" if parent.info.status == "FINISHED" else f" ({parent.info.status})"
     finished = rows[rows.status == "FINISHED"]
     presets = ", ".join(sorted(rows.preset.dropna().unique()))
     impls = ", ".join(sorted(rows.implementation.dropna().unique(), key=impl_key))
-    lines = [
-        f"### Sweep {sweep_id}: {impls} ({presets})",
-        "",
+    lines = [f"### Sweep {sweep_id}{status}: {impls} ({presets})", ""]
+    if outcome := tags.get("sweep_outcome"):  # the jobs' count, set when the sweep ended
+        lines += [f"**Outcome:** {outcome}", ""]
+    lines += [f"**Runs:** {n}." for n in notes] + ([""] if notes else [])
+    lines += [
         f"**Verdicts** ({len(finished)} of {len(rows)} runs finished; 95% intervals over "
         "seeds, paired by seed):",
         "",
     ]
     if v.empty:
         lines.append("- no pair of implementations shares a seed: nothing to compare")
-    several = v.preset.nunique() > 1
+    groups = group_labels(v)
+    several = groups.nunique() > 1
     lines += [
-        f"- {r.preset + ': ' if several else ''}{verdict_sentence(r)}" for r in v.itertuples()
+        f"- {group + ': ' if several else ''}{verdict_sentence(r)}"
+        for group, r in zip(groups, v.itertuples())
     ]
     if not s.empty:
         lines += ["", "**Per implementation**", "", markdown_table(key_table(s))]
     if not v.empty:
         table = pd.DataFrame(
             {
-                "preset": v.preset,
+                "preset": groups,
                 "pair (a vs b)": v.a + " vs " + v.b,
                 "quantity": v.quantity.map(lambda q: WORDS.get(q, "test accuracy")),
                 "b/a time or a-b accuracy [95% CI]": [estimate_text(r) for r in v.itertuples()],
@@ -128,7 +144,7 @@ def note(sweep_id: str, command: str, rows: pd.DataFrame, v: pd.DataFrame, s: pd
         "",
         f"Command: `{command}`" if command else "",
     ]
-    return "\n".join(lines).rstrip() + "\n"
+    return md_text("\n".join(lines).rstrip()) + "\n"  # names from MLflow shown, never as HTML
 
 
 def shared_params(runs: pd.DataFrame) -> dict[str, str]:
@@ -155,10 +171,7 @@ def publish(findings: Findings, uri: str, experiment: str, report_dir: Path | No
     parent_id = parent.info.run_id
     client = MlflowClient()
     describe_experiment(experiment_id)
-    command = parent.data.tags.get("sweep_command", "")
-    text = note(sweep_id, command, rows, v, s)
-    if outcome := parent.data.tags.get("sweep_outcome"):  # the jobs' count, set at its end
-        text = text.replace("\n", f"\n\n**Outcome:** {outcome}\n", 1)
+    text = note(parent, rows, v, s, findings.selection.notes)
     client.set_tag(parent_id, "mlflow.note.content", text)
     now = get_current_time_millis()
     metrics = [Metric(k, val, now, 0) for k, val in verdict_metrics(v).items()]
@@ -176,11 +189,29 @@ def publish(findings: Findings, uri: str, experiment: str, report_dir: Path | No
     for i in range(0, max(len(metrics), len(params)), 100):
         client.log_batch(parent_id, metrics=metrics[i : i + 100], params=params[i : i + 100])
     if not s.empty:
-        client.log_table(parent_id, s, "summary_table.json")
+        replace_table(client, parent_id, s, "summary_table.json")
     if not v.empty:
-        client.log_table(parent_id, v, "verdicts_table.json")
+        replace_table(client, parent_id, v, "verdicts_table.json")
     with tempfile.TemporaryDirectory() as tmp:
         if report_dir is None:
             report_dir = build_report(findings, Path(tmp) / REPORT_DIR).parent
-        client.log_artifacts(parent_id, str(report_dir), REPORT_DIR)
+        kept = {Path(a.path).name for a in client.list_artifacts(parent_id, REPORT_DIR)}
+        if lacks := sorted(kept - {p.name for p in Path(report_dir).iterdir()}):
+            print(f"kept sweep {sweep_id}'s report in MLflow: this one lacks {', '.join(lacks)}",
+                  file=sys.stderr)  # fmt: skip
+        else:
+            client.log_artifacts(parent_id, str(report_dir), REPORT_DIR)
     return experiment_id, parent_id
+
+
+def replace_table(client: MlflowClient, run_id: str, table: pd.DataFrame, path: str) -> None:
+    """A table artifact written anew (MLflow's log_table appends to one that exists): the
+    first write goes through log_table, so the UI shows it as a table; later ones replace
+    the file in the same format."""
+    if path not in {a.path for a in client.list_artifacts(run_id)}:
+        client.log_table(run_id, table, path)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        file = Path(tmp) / path
+        table.to_json(file, orient="split", index=False, date_format="iso")
+        client.log_artifact(run_id, str(file))

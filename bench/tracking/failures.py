@@ -19,6 +19,7 @@ import threading
 
 from bench.data import DataError
 from bench.job.harness import Diverged
+from bench.job.redact import redact
 from bench.job.settings import ConfigError
 from bench.tracking.runs import HistoryLost, close_open_runs
 from bench.tracking.store import one_line
@@ -46,7 +47,9 @@ def handle_sigterm() -> None:
 
 
 def failed(message: str) -> None:
-    """One line on stderr, recorded for the exit status; the job returns nothing."""
+    """One line on stderr (credentials masked), recorded for the exit status; the job returns
+    nothing."""
+    message = redact(message)
     print(message, file=sys.stderr)
     record_failure(message)
 

@@ -13,11 +13,10 @@ handlers, and an exit handler of ours that ends it FAILED).
 from __future__ import annotations
 
 import atexit
-import contextlib
 import json
 import logging
+import posixpath
 import queue
-import signal
 import socket
 import sys
 import tempfile
@@ -35,9 +34,17 @@ from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 from omegaconf import OmegaConf
 
 from bench.data import Dataset
+from bench.job.redact import redact, redacted
 from bench.job.settings import Job
 from bench.tracking import store
-from bench.tracking.store import end_run, ensure_experiment, finished_runs, metric_values, retrying
+from bench.tracking.store import (
+    deferred_signals,
+    end_run,
+    ensure_experiment,
+    finished_runs,
+    metric_values,
+    retrying,
+)
 from bench.tracking.sweep_env import SweepEnv
 from bench.tracking.ui import dataset_input, uniform_params
 
@@ -84,32 +91,6 @@ def compare_repeat(losses: list[float], earlier: list[float]) -> tuple[str, floa
 
 class HistoryLost(RuntimeError):
     """Part of a run's per-epoch history is not in the store; the run cannot end FINISHED."""
-
-
-@contextlib.contextmanager
-def deferred_signals():
-    """Ctrl-C and SIGTERM wait until the block is done, so a run row is never created
-    without being registered, nor ended half-way. A signal that came meanwhile is raised
-    after the block (unless the block is already raising)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    pending: list[int] = []
-    sigs = (signal.SIGINT, signal.SIGTERM)
-    previous = {s: signal.signal(s, lambda signum, frame: pending.append(signum)) for s in sigs}
-    raised = True
-    try:
-        yield
-        raised = False
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-        if pending and not raised:
-            handler = previous[pending[0]]
-            if callable(handler):
-                handler(pending[0], None)
-            elif handler != signal.SIG_IGN:
-                raise KeyboardInterrupt
 
 
 class HistoryWriter:
@@ -178,6 +159,7 @@ class MlflowRun:
         self.history: dict[str, list[int]] = {}  # metric key -> steps logged
         self.writer: HistoryWriter | None = None
         self.settled = False
+        self.expected: set[str] = set()  # artifact paths this run wrote: checked before FINISHED
         sweep = SweepEnv.current()
         tags = {**tags, **process_tags(), "config_hash": self.identity}
         if sweep.sweep_id:
@@ -204,15 +186,30 @@ class MlflowRun:
         self._batch(tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def _log_config(self) -> None:
-        params = uniform_params(flatten(self.job.config))
+        config = redacted(self.job.config)  # a password in tracking.uri is never stored
+        params = uniform_params(flatten(config))
         long = sorted(k for k, v in params.items() if len(v) > MAX_PARAM_VAL_LENGTH)
         items = [Param(k, v) for k, v in params.items() if k not in long]
         for i in range(0, len(items), 100):  # MLflow's limit per batch
             self._batch(params=items[i : i + 100])
         if long:  # too long for a param: the config artifact holds them whole
             self._set_tags({"params_in_config_artifact": ",".join(long)})
-        text = OmegaConf.to_yaml(self.job.config)
+        text = OmegaConf.to_yaml(config)
         retrying(self.client.log_text, self.run_id, text, "config.yaml")
+        self.expect("config.yaml")
+
+    def expect(self, path: str) -> None:
+        """An artifact this run wrote: it must be in the store before the run ends FINISHED."""
+        self.expected.add(path)
+
+    def _verify_artifacts(self) -> None:
+        """Every artifact written is listed back by the store, or HistoryLost."""
+        present = set()
+        for folder in sorted({posixpath.dirname(p) for p in self.expected}):
+            listed = retrying(self.client.list_artifacts, self.run_id, folder or None, what="read")
+            present |= {a.path for a in listed}
+        if missing := sorted(self.expected - present):
+            raise HistoryLost(f"artifacts not stored: {', '.join(missing)}")
 
     def data_loaded(self, dataset: Dataset) -> None:
         ds, input_tags = dataset_input(dataset, self.job.data)  # named with its splits
@@ -274,6 +271,8 @@ class MlflowRun:
                 retrying(self.client.log_artifact, self.run_id, str(path), what="artifact")
             except OSError as e:  # the artifact store (a folder here) refused it
                 raise HistoryLost(f"predictions.npz not stored: {e}") from None
+        self.expect("predictions.npz")
+        self._verify_artifacts()
         self._certify_determinism()
         stored = retrying(self.client.get_run, self.run_id, what="read").data.metrics
         if lost := sorted(set(metrics) - set(stored)):
@@ -309,5 +308,6 @@ class MlflowRun:
                 self.writer.drain()  # the epochs logged so far are kept
                 if self.writer.errors and "could not be written" not in reason:
                     reason += f" (and part of the history was not stored: {self.writer.errors[0]})"
-            end_run(self.client, self.run_id, status, failure_reason=reason[:MAX_PARAM_VAL_LENGTH])
+            reason = redact(reason)[:MAX_PARAM_VAL_LENGTH]
+            end_run(self.client, self.run_id, status, failure_reason=reason)
             OPEN_RUNS.pop(self.run_id, None)

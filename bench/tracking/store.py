@@ -18,7 +18,9 @@ import importlib.util
 import logging
 import os
 import re
+import signal
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +33,9 @@ from filelock import FileLock
 from mlflow import MlflowClient
 from mlflow.entities import Run, RunTag
 
+from bench.job.redact import redact
 from bench.job.settings import ConfigError, TrackingSettings
+from bench.tracking.sweep_env import SweepEnv
 
 log = logging.getLogger("bench")
 # MLflow logs every SQLAlchemy error with its traceback before raising it; the commands
@@ -41,6 +45,7 @@ logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # one warni
 DEFAULT_URI = "sqlite:///results/mlflow.db"
 SERVER_PROBE_TIMEOUT_S = 5
 BUSY_TIMEOUT_S = 120.0  # tracking.busy_timeout_s: how long a write waits for a locked store
+SERVER_GONE = False  # this process waited a whole busy_timeout_s for the server in vain
 SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")
 ALLOWED = (
     "sqlite:///FILE, http(s)://HOST:PORT (an MLflow server), "
@@ -51,6 +56,20 @@ MISSING = "MISSING"
 SWEEP_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 SQLITE_MAGIC = b"SQLite format 3\x00"
 _BUSY = ("database is locked", "database is busy", "database table is locked")
+_UNREACHABLE = (  # an MLflow server restarting, overloaded or hung: worth waiting for
+    "Max retries exceeded",
+    "Connection refused",
+    "Connection reset",
+    "Connection aborted",
+    "RemoteDisconnected",
+    "Read timed out",
+    "ConnectTimeout",
+    "502 Server Error",
+    "503 Server Error",
+    "504 Server Error",
+    "Bad Gateway",
+    "Service Unavailable",
+)
 
 
 class TrackingError(ConfigError):
@@ -58,14 +77,18 @@ class TrackingError(ConfigError):
 
 
 class StoreError(Exception):
-    """What a reading command asked for is not in the store (no sweep, no grid); one line."""
+    """What a reading command asked for is not in the store (no sweep, no grid); one line,
+    with any credentials in it masked."""
+
+    def __init__(self, message: str):
+        super().__init__(redact(message))
 
 
 def add_store_arguments(parser, experiment: str = "mnist-bench", sweeps: bool = True) -> None:
     """The command-line options of the commands that read a store: where, which experiment,
     and (for sweep readers) which sweep."""
     uri = os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_URI)
-    parser.add_argument("--tracking-uri", default=uri, help=f"default: {uri}")
+    parser.add_argument("--tracking-uri", default=uri, help=f"default: {redact(uri)}")
     parser.add_argument("--experiment", default=experiment)
     if sweeps:
         parser.add_argument("--sweep-id", help="default: the latest sweep")
@@ -81,16 +104,22 @@ def one_line(e: BaseException) -> str:
     """An exception's message as one line, without MLflow's trailing pointers nor the SQL
     statement SQLAlchemy quotes."""
     text = re.split(r"\. See |\[SQL: |\(Background on this error", str(e))[0]
-    return " ".join(text.split())[:300] or type(e).__name__
+    return redact(" ".join(text.split())[:300]) or type(e).__name__
 
 
-def check_server(uri: str) -> None:
-    """An http(s) store must answer within seconds: MLflow's own client retries a dead server
-    with backoff for minutes before it gives up."""
+def check_server(uri: str, wait_s: float = 0) -> None:
+    """An http(s) store must answer within seconds, or within `wait_s` (a sweep's job: the
+    server answered when the sweep began, so it is restarting, not wrong)."""
     import requests
 
-    try:
+    def probe():
         requests.get(f"{uri.rstrip('/')}/health", timeout=SERVER_PROBE_TIMEOUT_S).raise_for_status()
+
+    try:
+        if wait_s:
+            retrying(probe, what="health")
+        else:
+            probe()
     except requests.RequestException as e:
         reason = type(e).__name__
         raise TrackingError(
@@ -157,7 +186,7 @@ def _sql_uri(uri: str) -> str:
                 break
         else:
             raise TrackingError(
-                f"tracking.uri={_redact(uri)}: no PostgreSQL driver is installed: "
+                f"tracking.uri={redact(uri)}: no PostgreSQL driver is installed: "
                 "pip install 'mnist-bench[postgres]'"
             )
     import sqlalchemy
@@ -173,7 +202,7 @@ def _sql_uri(uri: str) -> str:
         )
         driver = getattr(e, "name", None) or scheme
         raise TrackingError(
-            f"tracking.uri={_redact(uri)}: its driver {driver} is not installed{extra}"
+            f"tracking.uri={redact(uri)}: its driver {driver} is not installed{extra}"
         ) from None
     connect_args = (
         {"connect_timeout": 5} if url.get_backend_name() in ("postgresql", "mysql") else {}
@@ -185,15 +214,11 @@ def _sql_uri(uri: str) -> str:
         engine.dispose()
     except Exception as e:  # the driver's own error types
         reason = one_line(getattr(e, "orig", None) or e)
-        raise TrackingError(f"tracking.uri={_redact(uri)}: cannot connect ({reason})") from None
+        raise TrackingError(f"tracking.uri={redact(uri)}: cannot connect ({reason})") from None
     return uri
 
 
-def _redact(uri: str) -> str:
-    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", uri)
-
-
-def check_store(uri: str, create: bool) -> str:
+def check_store(uri: str, create: bool, wait_s: float = 0) -> str:
     """Checks the store a URI names and returns the URI MLflow gets; TrackingError (or, for a
     read that finds no store, StoreError) in one line."""
     scheme = urlparse(uri).scheme
@@ -206,7 +231,7 @@ def check_store(uri: str, create: bool) -> str:
             f"tracking.uri={uri}: unsupported scheme {scheme!r}; allowed: {ALLOWED}"
         )
     if scheme in ("http", "https"):
-        check_server(uri)
+        check_server(uri, wait_s)
     elif scheme.split("+")[0] in ("postgresql", "mysql", "mssql"):
         uri = _sql_uri(uri)
     elif (path := sqlite_path(uri)) is not None:
@@ -239,17 +264,68 @@ def is_busy(e: BaseException) -> bool:
     return any(s in str(e) for s in _BUSY)
 
 
+def is_unreachable(e: BaseException) -> bool:
+    """A tracking server that does not answer now (restarting, hung, overloaded)."""
+    import requests
+
+    return isinstance(e, requests.ConnectionError | requests.Timeout) or any(
+        s in str(e) for s in _UNREACHABLE
+    )
+
+
+@contextlib.contextmanager
+def deferred_signals():
+    """Ctrl-C and SIGTERM wait until the block is done, so a run row is never created
+    without being registered, nor ended half-way, and no store write is cut off mid-way
+    (an interrupt inside SQLAlchemy can leave its session unusable, and the run RUNNING).
+    A signal that came meanwhile is raised after the block (unless it is already raising)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    sigs = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, lambda signum, frame: pending.append(signum)) for s in sigs}
+    raised = True
+    try:
+        yield
+        raised = False
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if pending and not raised:
+            handler = previous[pending[0]]
+            if callable(handler):
+                handler(pending[0], None)
+            elif handler != signal.SIG_IGN:
+                raise KeyboardInterrupt
+
+
 def retrying(fn, *args, what: str = "write", **kwargs):
     """fn(*args, **kwargs), retried while the store is busy (SQLite locked by another writer)
-    for up to BUSY_TIMEOUT_S; other errors are raised at once."""
+    or its server does not answer (restarted, hung), for up to BUSY_TIMEOUT_S; the first wait
+    for a server is said at once. Other errors are raised at once."""
+    global SERVER_GONE
     deadline = time.monotonic() + BUSY_TIMEOUT_S
-    delay = 0.2
+    delay, told = 0.2, False
     while True:
         try:
-            return fn(*args, **kwargs)
+            with deferred_signals():  # each call whole; Ctrl-C still ends the waits between
+                result = fn(*args, **kwargs)
+            if told:
+                log.warning("tracking server answers again (%s)", what)
+            SERVER_GONE = False
+            return result
         except Exception as e:
-            if not is_busy(e) or time.monotonic() + delay > deadline:
+            away = is_unreachable(e)
+            if away and SERVER_GONE:  # a whole wait already ran out: fail at once, not again
                 raise
+            if not (away or is_busy(e)) or time.monotonic() + delay > deadline:
+                SERVER_GONE = SERVER_GONE or away
+                raise
+            if away and not told:
+                log.warning("tracking server not answering (%s: %s); retrying for up to %.0f s "
+                            "(tracking.busy_timeout_s)", what, one_line(e), BUSY_TIMEOUT_S)  # fmt: skip
+                told = True
             log.debug("store busy (%s), retrying in %.1fs", what, delay)
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
@@ -261,7 +337,8 @@ def ensure_experiment(tracking: TrackingSettings) -> str:
     BUSY_TIMEOUT_S = tracking.busy_timeout_s
     name = tracking.experiment
     given = tracking_uri(tracking)
-    uri = check_store(given, create=True)
+    in_sweep = SweepEnv.current().parent_run_id is not None
+    uri = check_store(given, create=True, wait_s=BUSY_TIMEOUT_S if in_sweep else 0)
     mlflow.set_tracking_uri(uri)
     try:
         with first_use_lock(uri):
@@ -271,20 +348,39 @@ def ensure_experiment(tracking: TrackingSettings) -> str:
                 if not uri.startswith(("http://", "https://")):
                     location = Path(tracking.artifact_root).resolve().as_uri()
                 try:
-                    return retrying(mlflow.create_experiment, name, artifact_location=location)
+                    retrying(mlflow.create_experiment, name, artifact_location=location)
                 except mlflow.exceptions.MlflowException:  # another writer created it first
-                    experiment = mlflow.get_experiment_by_name(name)
-                    if experiment is None:
-                        raise
+                    pass
+                experiment = retrying(mlflow.get_experiment_by_name, name)
+                if experiment is None:
+                    raise TrackingError(f"tracking.experiment={name!r} could not be created")
         if experiment.lifecycle_stage != "active":
             raise TrackingError(
                 f"tracking.experiment={name!r} is deleted in {given}; restore it "
                 "(`mlflow experiments restore`) or choose another name"
             )
+        check_artifact_root(experiment.artifact_location)
         reap_stale_runs(experiment.experiment_id)
         return experiment.experiment_id
     except (mlflow.exceptions.MlflowException, OSError) as e:
-        raise TrackingError(f"tracking.uri={_redact(given)}: {one_line(e)}") from None
+        raise TrackingError(f"tracking.uri={redact(given)}: {one_line(e)}") from None
+
+
+def check_artifact_root(location: str) -> None:
+    """A local artifact folder (the experiment's, from tracking.artifact_root) gets the store
+    folder's check: it can be created and written, or one line before any job trains."""
+    parsed = urlparse(location or "")
+    if parsed.scheme not in ("", "file"):
+        return  # a server's proxied artifacts, or a remote store: its own server checks them
+    path = Path(parsed.path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise TrackingError(f"artifact root {path}: a parent of it is a file") from None
+    except OSError as e:
+        raise TrackingError(f"artifact root {path} cannot be created ({e.strerror})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise TrackingError(f"artifact root {path} is not writable")
 
 
 def open_store(uri: str) -> str:
@@ -302,9 +398,9 @@ def open_experiment(uri: str, experiment: str) -> str:
         with first_use_lock(uri, required=False):  # an older schema is migrated on first open
             found = mlflow.get_experiment_by_name(experiment)
     except mlflow.exceptions.MlflowException as e:
-        raise TrackingError(f"{_redact(uri)}: {one_line(e)}") from None
+        raise TrackingError(f"{redact(uri)}: {one_line(e)}") from None
     if found is None:
-        raise StoreError(f"experiment {experiment!r} not found at {_redact(uri)}")
+        raise StoreError(f"experiment {experiment!r} not found at {redact(uri)}")
     return found.experiment_id
 
 
@@ -340,7 +436,10 @@ def reap_stale_runs(experiment_id: str) -> list[str]:
     """Runs of this host left RUNNING by a process that no longer exists end FAILED."""
     client = MlflowClient()
     reaped = []
-    for run in client.search_runs([experiment_id], "attributes.status = 'RUNNING'"):
+    running = retrying(
+        client.search_runs, [experiment_id], "attributes.status = 'RUNNING'", what="read"
+    )
+    for run in running:
         tags = run.data.tags
         if tags.get("host") == socket.gethostname() and not owner_alive(tags):
             end_run(client, run.info.run_id, "FAILED", failure_reason="stale: process gone")
@@ -353,9 +452,9 @@ def config_runs(experiment_id: str, identity: str, finished_only: bool = False) 
     where = f"tags.config_hash = '{identity}'"
     if finished_only:
         where += " and attributes.status = 'FINISHED'"
-    return MlflowClient().search_runs(
-        [experiment_id], where, order_by=["attributes.start_time DESC"]
-    )
+    search = MlflowClient().search_runs
+    return retrying(search, [experiment_id], where, order_by=["attributes.start_time DESC"],
+                    what="read")  # fmt: skip
 
 
 def finished_runs(experiment_id: str, identity: str) -> list[Run]:
@@ -453,7 +552,8 @@ def sweep_parent(experiment_id: str, sweep_id: str | None = None) -> Run:
 def load_grid(parent: Run) -> dict | None:
     """The grid a sweep recorded on its parent run (None: another sweeper, or an old sweep)."""
     try:
-        return mlflow.artifacts.load_dict(f"runs:/{parent.info.run_id}/{GRID_ARTIFACT}")
+        return retrying(mlflow.artifacts.load_dict, f"runs:/{parent.info.run_id}/{GRID_ARTIFACT}",
+                        what="read")  # fmt: skip
     except Exception:  # a sweep from before grids were recorded, or another sweeper
         return None
 

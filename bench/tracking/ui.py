@@ -18,6 +18,7 @@ from mlflow.data.meta_dataset import MetaDataset
 
 from bench.data.catalog import dataset_info
 from bench.job.settings import DataSettings
+from bench.tracking.store import retrying
 from bench.tracking.sweep_env import SweepEnv
 
 UI = "http://127.0.0.1:5000"  # the `make ui` address
@@ -51,11 +52,18 @@ def describe_experiment(experiment_id: str) -> None:
     """The experiment's kind (the runs page, not the GenAI overview) and its description;
     a description someone wrote by hand is kept."""
     client = MlflowClient()
-    tags = client.get_experiment(experiment_id).tags
-    if tags.get("mlflow.experimentKind") != EXPERIMENT_KIND:
-        client.set_experiment_tag(experiment_id, "mlflow.experimentKind", EXPERIMENT_KIND)
+    tags = retrying(client.get_experiment, experiment_id, what="read").tags
+    wanted = {"mlflow.experimentKind": EXPERIMENT_KIND}
     if not tags.get("mlflow.note.content"):
-        client.set_experiment_tag(experiment_id, "mlflow.note.content", EXPERIMENT_NOTE)
+        wanted["mlflow.note.content"] = EXPERIMENT_NOTE
+    for key, value in wanted.items():
+        if tags.get(key) == value:
+            continue
+        try:
+            retrying(client.set_experiment_tag, experiment_id, key, value, what="experiment")
+        except Exception as e:  # jobs side by side: another one wrote the tag first
+            if "unique constraint" not in str(e).lower():
+                raise
 
 
 def runs_link(experiment_id: str, ui: str = UI) -> str:

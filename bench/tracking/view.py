@@ -5,21 +5,23 @@ as they are), figures (learning curves, confusion matrix, misclassified digits),
 accuracy as a table, and the trained model (bench.tracking.model, when tracking.log_model).
 The figures are drawn by bench.figures, as the report draws them.
 
-Everything here runs after training, outside the timed regions, and costs at most a warning:
-a failure never changes the run's status. What it cost is logged as `overhead/...` metrics.
+Everything here runs after training, outside the timed regions, through the same retries as
+the run's history (a restarting server is waited for); what cannot be stored fails the run,
+and the run writer checks every artifact is there before it ends FINISHED. What it cost is
+logged as `overhead/...` metrics.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 
 import numpy as np
 import pandas as pd
 
+from bench.tracking import store
+from bench.tracking.runs import HistoryLost
+from bench.tracking.store import retrying
 from bench.tracking.ui import describe_experiment, split_sizes
-
-log = logging.getLogger("bench")
 
 FINAL = (  # the key final metrics, also under final/ (first in the chart view's sections)
     "test_accuracy",
@@ -44,6 +46,8 @@ def description(job, metrics: dict[str, float], n_train: int | None) -> str:
     if steady is not None:
         epoch = f"steady epoch **{steady:.3g} s**"
         parts.append(epoch + (f" (first {first:.3g} s)" if first is not None else ""))
+    elif first is not None:  # one epoch: it carries tracing, so no steady epoch
+        parts.append(f"one epoch **{first:.3g} s** (no steady epoch)")
     size = f" on {n_train:,} images" if n_train else ""
     parts.append(f"{job.epochs} epochs{size}, {job.device}")
     return ", ".join(parts)
@@ -93,16 +97,13 @@ class RunView:
         pass
 
     def finished(self, result) -> None:
-        """Never raises: what fails costs a warning and a `run_view_error` tag."""
+        """Writes the view; what cannot be stored fails the run (HistoryLost): a FINISHED run
+        has every artifact it shows."""
         try:
             self._write(result)
-        except Exception as e:  # noqa: BLE001
-            reason = f"{type(e).__name__}: {e}".splitlines()[0][:500]
-            log.warning("%s: the run's MLflow view is incomplete: %s", self.job.run_name, reason)
-            try:
-                self.tracker.client.set_tag(self.tracker.run_id, "run_view_error", reason)
-            except Exception:  # noqa: BLE001
-                pass
+        except Exception as e:
+            reason = f"{type(e).__name__}: {store.one_line(e)}"
+            raise HistoryLost(f"the run's figures, tables or model not stored: {reason}") from e
 
     def _write(self, result) -> None:
         import tempfile
@@ -114,10 +115,11 @@ class RunView:
         from bench import figures
 
         start = time.perf_counter()
-        job, m = self.job, result.metrics
-        client, run_id = self.tracker.client, self.tracker.run_id  # the job's run, by id
-        describe_experiment(self.tracker.experiment_id)
-        client.set_tag(run_id, "mlflow.note.content", description(job, m, self.n_train))
+        job, m, run = self.job, result.metrics, self.tracker
+        client, run_id = run.client, run.run_id  # the job's run, by id
+        describe_experiment(run.experiment_id)
+        note = description(job, m, self.n_train)
+        retrying(client.set_tag, run_id, "mlflow.note.content", note, what="description")
         now = int(time.time() * 1000)
         metrics = [
             Metric(f"final/{k}", float(m[k]), now, 0) for k in FINAL if k in m and np.isfinite(m[k])
@@ -129,27 +131,29 @@ class RunView:
             if k in h and np.isfinite(h[k])
         ]
         for i in range(0, len(metrics), 1000):  # MLflow's batch limit
-            client.log_batch(run_id, metrics=metrics[i : i + 1000])
+            retrying(client.log_batch, run_id, metrics=metrics[i : i + 1000], what="metrics")
         costs = {"overhead/metrics_s": time.perf_counter() - start}
 
         start = time.perf_counter()
         predicted, labels = result.predictions, result.labels
-        client.log_table(
-            run_id, per_class_table(predicted, labels), "tables/per_class_accuracy.json"
-        )
+        table = "tables/per_class_accuracy.json"
+        retrying(client.log_table, run_id, per_class_table(predicted, labels), table, what="table")
+        run.expect(table)
         drawn = {
             "figures/learning_curves.png": figures.learning_curves(job, result.history),
             "figures/confusion_matrix.png": figures.confusion_matrix(job, predicted, labels),
         }
         for path, fig in drawn.items():
-            client.log_figure(run_id, fig, path)
+            retrying(client.log_figure, run_id, fig, path, what="figure")
             plt.close(fig)
+            run.expect(path)
         if self.images is not None and (predicted != labels).any():
             with tempfile.TemporaryDirectory() as tmp:
                 title = f"{job.implementation}, seed {job.seed}: misclassified (true→predicted)"
                 png = Path(tmp) / "misclassified.png"
                 figures.misclassified(self.images, labels, predicted, title, png)
-                client.log_artifact(run_id, str(png), "figures")
+                retrying(client.log_artifact, run_id, str(png), "figures", what="figure")
+                run.expect("figures/misclassified.png")
         costs["overhead/figures_s"] = time.perf_counter() - start
 
         network = getattr(result, "network", None)
@@ -157,7 +161,8 @@ class RunView:
             from bench.tracking.model import log_model
 
             start = time.perf_counter()
-            model_id = log_model(job, network, run_id, self.tracker.experiment_id)
+            model_id = retrying(log_model, job, network, run_id, run.experiment_id, what="model")
             costs["overhead/model_s"] = self.model_s = time.perf_counter() - start
-            client.set_tag(run_id, "model_id", model_id)
-        client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in costs.items()])
+            retrying(client.set_tag, run_id, "model_id", model_id, what="model")
+        done = [Metric(k, v, now, 0) for k, v in costs.items()]
+        retrying(client.log_batch, run_id, metrics=done, what="metrics")

@@ -10,6 +10,9 @@ from bench.report.numbers.stats import MIN_RUNS, ratio_interval, t_interval
 from bench.report.numbers.tables import PUBLISHED
 
 TUNING_MARKERS = ("optuna", "experiment=tune")
+ENVIRONMENT = ("tags.dataset_digest", "tags.host", "tags.device_name", "tags.git_commit",
+               "tags.git_dirty")  # fmt: skip
+SHORTENED = ("tags.dataset_digest", "tags.git_commit")
 
 
 def fairness_warnings(runs: pd.DataFrame) -> list[tuple[str, str]]:
@@ -31,6 +34,12 @@ def fairness_warnings(runs: pd.DataFrame) -> list[tuple[str, str]]:
         for tag in ("tags.threads", "tags.device", "tags.lockstep"):
             if tag in g and g[tag].nunique() > 1:
                 warnings.append((preset, f"{tag.removeprefix('tags.')} differs"))
+        for tag in [*ENVIRONMENT, *sorted(c for c in g.columns if c.startswith("tags.version."))]:
+            values = g[tag].dropna().astype(str).unique() if tag in g else []
+            if len(values) > 1:
+                short = sorted(v[:12] if tag in SHORTENED else v for v in values)
+                differs = f"{tag.removeprefix('tags.')} differs: {', '.join(short)}"
+                warnings.append((preset, f"{differs} (compared apart, never pooled)"))
         if "tags.parallel_jobs" in g and g["tags.parallel_jobs"].notna().any():
             n = int(g["tags.parallel_jobs"].notna().sum())
             width = ", ".join(sorted(g["tags.parallel_jobs"].dropna().unique()))
@@ -46,7 +55,7 @@ def checklist(runs: pd.DataFrame, rows: pd.DataFrame) -> list[tuple[str, bool, s
     """(item, ok, detail) for each checklist item, computed from the selected runs: `runs` is
     the MLflow frame (params.*, tags.*, metrics.*, status), `rows` the finished runs'
     analysis.per_run table (the rows the report's statistics use)."""
-    groups = rows.groupby(["preset", "implementation", "device", "signature"])
+    groups = rows.groupby(["preset", "implementation", "device", "comparison"])
     sizes = groups.size()
     few = [f"{p}/{i}: {n}" for (p, i, _d, _s), n in sizes.items() if n < MIN_RUNS]
     no_ci = [f"{p}/{i}" for (p, i, _d, _s), g in groups if not _has_intervals(g)]
@@ -153,12 +162,16 @@ def serial_item(runs: pd.DataFrame) -> tuple[str, bool, str]:
 
 
 def code_item(runs: pd.DataFrame) -> tuple[str, bool, str]:
-    """Each run's commit is recorded and its tree was clean."""
-    commits = runs.get("tags.git_commit", pd.Series(dtype=str)).dropna().unique()
+    """Every run's commit is recorded, it is one commit, and its tree was clean: runs of two
+    commits are compared apart, and a report over them is not one version's."""
+    commits = runs.get("tags.git_commit", pd.Series(dtype=str)).dropna().value_counts()
     dirty = runs.get("tags.git_dirty", pd.Series("unknown", index=runs.index)).fillna("unknown")
     not_clean = runs[dirty != "false"]
-    ok = len(runs) > 0 and _present(runs, "tags.git_commit").all() and not_clean.empty
-    detail = f"{len(commits)} commit(s)"
+    recorded = len(runs) > 0 and _present(runs, "tags.git_commit").all()
+    ok = recorded and not_clean.empty and len(commits) == 1
+    detail = ", ".join(f"{c[:12]} ({n} runs)" for c, n in commits.items()) or "no commit recorded"
+    if len(commits) > 1:
+        detail = f"{len(commits)} commits, compared apart: {detail}"
     if not not_clean.empty:
         detail += f"; tree not clean for {len(not_clean)} runs: " + ", ".join(not_clean.run_name)
-    return "Code version recorded, tree clean", ok, detail
+    return "One commit, recorded, tree clean", ok, detail

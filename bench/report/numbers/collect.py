@@ -4,7 +4,7 @@ from MLflow into pandas."""
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 from mlflow.exceptions import MlflowException
@@ -19,6 +19,20 @@ HISTORY_KEYS = (
     "host_steal_cores",
 )
 SETTING_EXCLUDE = ("params.implementation.", "params.seed", "params.tracking.")
+# where the data is read from and the divergence threshold change nothing a run computes
+NOT_COMPARED = ("params.dataset.data_dir", "params.dataset.download", "params.train.diverge_factor")
+COMPARED_TAGS = (  # recorded by every run, so equal within a comparison
+    "tags.dataset_digest",
+    "tags.host",
+    "tags.device_name",
+    "tags.device",
+    "tags.git_commit",
+    "tags.git_dirty",
+    "tags.version.python",
+    "tags.version.numpy",
+    "tags.version.mlflow",
+    "tags.version.hydra",
+)
 
 
 class ReportError(Exception):
@@ -31,6 +45,7 @@ class Selection:
     label: str  # what the report says it covers
     name: str  # the report's folder under --out: the sweep id, else one derived from the label
     sweep_id: str | None = None  # the sweep it reports, if it reports one
+    notes: list[str] = field(default_factory=list)  # its grid jobs missing or run by other sweeps
 
 
 def select(
@@ -75,14 +90,14 @@ def _select(experiment_id, experiment, sweep_id, filter_string, all_runs) -> Sel
         if parents.empty:
             raise ReportError("no sweep found; pass --sweep-id or --filter")
         sweep_id = parents.sort_values("start_time").iloc[-1]["tags.sweep_id"]
-    note = ""
+    notes: list[str] = []
     if sweep_id is not None:
-        jobs, note = sweep_jobs(jobs, experiment_id, sweep_id)
+        jobs, notes = sweep_jobs(jobs, experiment_id, sweep_id)
     if jobs.empty:
         raise ReportError(f"no runs match sweep {sweep_id!r}")
     jobs = jobs.assign(run_name=jobs["tags.mlflow.runName"])
     if sweep_id:
-        label, name = f"sweep {sweep_id}{note}", sweep_id
+        label, name = f"sweep {sweep_id}" + (f" ({'; '.join(notes)})" if notes else ""), sweep_id
     elif filter_string:
         digest = hashlib.sha256(filter_string.encode()).hexdigest()[:8]
         label, name = f"filter {filter_string!r}", f"filter-{digest}"
@@ -92,27 +107,44 @@ def _select(experiment_id, experiment, sweep_id, filter_string, all_runs) -> Sel
         counts = jobs["status"].value_counts()
         summary = ", ".join(f"{n} {s}" for s, n in counts.items())
         raise ReportError(f"{label}: no FINISHED run to report ({summary})")
-    return Selection(jobs.reset_index(drop=True), label, name, sweep_id or None)
+    return Selection(jobs.reset_index(drop=True), label, name, sweep_id or None, notes)
 
 
-def sweep_jobs(jobs: pd.DataFrame, experiment_id: str, sweep_id: str) -> tuple[pd.DataFrame, str]:
+def sweep_jobs(
+    jobs: pd.DataFrame, experiment_id: str, sweep_id: str
+) -> tuple[pd.DataFrame, list[str]]:
     """A sweep's runs. Where the sweep recorded its grid, the run standing for each grid job
     (so a sweep resumed by a second command reports whole), and a note on what is missing."""
     own = jobs[jobs.get("tags.sweep_id", pd.Series(index=jobs.index)) == sweep_id]
     try:
         parent = store.sweep_parent(experiment_id, sweep_id)
     except store.StoreError:
-        return own, ""
+        return own, []
     grid = store.load_grid(parent)
     if grid is None:
-        return own, ""
+        return own, []
     grid_jobs = store.grid_status(experiment_id, parent, grid)
     chosen = jobs[jobs.run_id.isin([j.run_id for j in grid_jobs if j.run_id])]
-    reused = int((chosen.get("tags.sweep_id") != sweep_id).sum())
     missing = sum(j.status == store.MISSING for j in grid_jobs)
-    parts = [f"{reused} runs from earlier sweeps"] if reused else []
+    parts = other_sweeps(chosen, parent, sweep_id)
     parts += [f"{missing} of {len(grid_jobs)} grid jobs missing"] if missing else []
-    return chosen, f" ({'; '.join(parts)})" if parts else ""
+    return chosen, parts
+
+
+def other_sweeps(chosen: pd.DataFrame, parent, sweep_id: str, most: int = 6) -> list[str]:
+    """Which of a sweep's grid jobs stand on runs of another sweep, by name and by that
+    sweep, and whether it ran before or after this one."""
+    owner = chosen.get("tags.sweep_id", pd.Series(index=chosen.index)).fillna("no sweep")
+    started = pd.to_datetime(parent.info.start_time, unit="ms", utc=True)
+    parts = []
+    for other, g in chosen[owner != sweep_id].groupby(owner[owner != sweep_id]):
+        when = "later" if (pd.to_datetime(g.start_time, utc=True) > started).all() else "earlier"
+        names = sorted(g["tags.mlflow.runName"].astype(str))
+        shown = ", ".join(names[:most]) + (
+            f" and {len(names) - most} more" if len(names) > most else ""
+        )
+        parts.append(f"{len(g)} runs from {when} sweep {other}: {shown}")
+    return parts
 
 
 def histories(runs: pd.DataFrame) -> pd.DataFrame:
@@ -120,9 +152,66 @@ def histories(runs: pd.DataFrame) -> pd.DataFrame:
     return store.histories(runs["run_id"], HISTORY_KEYS)
 
 
-def setting_signature(runs: pd.DataFrame) -> pd.Series:
-    """Every param except implementation, seed and tracking: runs compared must share it."""
-    cols = sorted(
-        c for c in runs.columns if c.startswith("params.") and not c.startswith(SETTING_EXCLUDE)
+def comparison_keys(runs: pd.DataFrame) -> pd.Series:
+    """Per run, what every run it is compared with must share: every config key but the
+    compared axis (implementation) and the seed, the data (digest), the host, its CPU or GPU,
+    the device, the commit and dirty flag, and the versions every run records. An
+    implementation whose runs within one comparison differ in their options or framework
+    versions keeps its most common kind there; the others get a comparison of their own, so
+    runs that differ are never paired or pooled."""
+    params = sorted(c for c in runs.columns if c.startswith("params.") and c not in NOT_COMPARED
+                    and not c.startswith(SETTING_EXCLUDE))  # fmt: skip
+    shared = [c for c in COMPARED_TAGS if c in runs]
+    key = joined(runs, params + shared)
+    impl = runs.get("tags.implementation", pd.Series("", index=runs.index)).astype(str)
+    kind = joined(runs, arm_columns(runs))
+    for _, g in runs.groupby([key, impl]):
+        kinds = kind[g.index]
+        if kinds.nunique() > 1:
+            main = kinds.value_counts().index[0]
+            odd = kinds.index[kinds != main]
+            key[odd] = key[odd] + "|" + impl[odd] + "|" + kinds[odd]
+    return key
+
+
+def what_differs(runs: pd.DataFrame, key: pd.Series) -> dict[str, str]:
+    """Per comparison key among these runs (one preset's), what sets it apart from the others:
+    "optimizer.lr=0.01", "host=other-host". Empty where the runs hold one comparison."""
+    if key.nunique() < 2:
+        return {}
+    params = [c for c in runs.columns if c.startswith("params.") and c not in NOT_COMPARED
+              and not c.startswith(SETTING_EXCLUDE)]  # fmt: skip
+    columns = [*params, *(c for c in COMPARED_TAGS if c in runs), *arm_columns(runs)]
+    varying = [c for c in columns if runs[c].astype(str).nunique() > 1]
+    out = {}
+    for k, g in runs.groupby(key):
+        facets = []
+        for c in varying:
+            values = sorted(g[c].dropna().astype(str).unique())
+            name = c.removeprefix("params.").removeprefix("tags.")
+            short = (
+                [v[:12] for v in values]
+                if c in ("tags.git_commit", "tags.dataset_digest")
+                else values
+            )
+            facets.append(f"{name}={'/'.join(short) or 'none'}")
+        out[k] = ", ".join(facets)
+    return out
+
+
+def joined(runs: pd.DataFrame, columns: list[str]) -> pd.Series:
+    """Per run, its values of these columns as one string."""
+    if not columns:
+        return pd.Series("", index=runs.index)
+    return runs[columns].apply(lambda row: "|".join(map(str, row)), axis=1)
+
+
+def arm_columns(runs: pd.DataFrame) -> list[str]:
+    """What one implementation's runs of a comparison must also share: its options and the
+    versions of the packages it runs on (other implementations record other ones)."""
+    return sorted(
+        c
+        for c in runs.columns
+        if c.startswith("params.implementation.options.")
+        or (c.startswith("tags.version.") and c not in COMPARED_TAGS)
     )
-    return runs[cols].apply(lambda row: "|".join(map(str, row)), axis=1)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from bench.report.numbers.checklist import fairness_warnings
-from bench.report.numbers.collect import Selection, histories, setting_signature
+from bench.report.numbers.collect import Selection, comparison_keys, histories
 from bench.report.numbers.rows import per_run
 from bench.report.numbers.tables import summary_table
 from bench.report.numbers.verdicts import verdicts
@@ -17,7 +17,7 @@ from bench.report.numbers.verdicts import verdicts
 
 @dataclass
 class Findings:
-    selection: Selection  # the runs as MLflow returned them, each with its `signature`
+    selection: Selection  # the runs as MLflow returned them, each with its `comparison` key
     hist: pd.DataFrame  # run_id, key, step, value: the per-epoch metrics the report reads
     rows: pd.DataFrame  # one row per run (bench.report.numbers.rows), any status
     verdicts: pd.DataFrame  # of the finished runs (bench.report.numbers.verdicts)
@@ -39,7 +39,7 @@ class Findings:
 
 def analyse(selection: Selection) -> Findings:
     """Histories, per-run rows, verdicts and the summary of one selection, once."""
-    runs = selection.runs.assign(signature=setting_signature(selection.runs))
+    runs = selection.runs.assign(comparison=comparison_keys(selection.runs))
     selection = replace(selection, runs=runs)
     hist = histories(runs)
     rows = per_run(runs, hist)

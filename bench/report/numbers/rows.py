@@ -4,6 +4,8 @@ run's per-epoch history."""
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pandas as pd
 
@@ -23,7 +25,7 @@ def per_run(runs: pd.DataFrame, hist: pd.DataFrame) -> pd.DataFrame:
             "tags.device",
             "tags.preset",
             "params.seed",
-            "signature",
+            "comparison",
         ]
     ].copy()
     out.columns = [
@@ -34,8 +36,11 @@ def per_run(runs: pd.DataFrame, hist: pd.DataFrame) -> pd.DataFrame:
         "device",
         "preset",
         "seed",
-        "signature",
+        "comparison",
     ]
+    out["setting"] = out.comparison.map(setting_id)
+    out["group"] = group_labels(out)
+    out["dataset"] = runs.get("params.dataset.name", pd.Series("mnist", index=runs.index)).values
     for m in (
         "test_accuracy",
         "final_train_accuracy",
@@ -60,8 +65,8 @@ def per_run(runs: pd.DataFrame, hist: pd.DataFrame) -> pd.DataFrame:
     out["contended_epochs"] = out.run_id.map(later.groupby("run_id").contended.sum()).fillna(0)
     out["all_contended"] = out.run_id.map(later.groupby("run_id").contended.all()).fillna(False)
     out["first_epoch_s"] = out.run_id.map(first)
-    # a one-epoch run has no steady state: its only epoch (tracing included) stands in
-    out["steady_epoch_s"] = out.run_id.map(steady).fillna(out.first_epoch_s)
+    out["epochs"] = out.run_id.map(times.groupby("run_id").size()).fillna(0).astype(int)
+    out["steady_epoch_s"] = out.run_id.map(steady)  # NaN for a one-epoch run: no steady state
     out["has_val"] = has_validation(runs, hist).to_numpy()
     # not reached = censored (+inf), kept for the medians; NaN only without a validation set
     out["time_to_target_s"] = np.where(out.has_val, out.time_to_target_s.fillna(np.inf), np.nan)
@@ -70,6 +75,30 @@ def per_run(runs: pd.DataFrame, hist: pd.DataFrame) -> pd.DataFrame:
             lambda r, th=threshold: time_to_accuracy(hist, r, th)
         )
     return out
+
+
+def setting_id(comparison: str) -> str:
+    """A comparison's short name in the tables (summary.csv's and verdicts.csv's `setting`)."""
+    return hashlib.sha1(str(comparison).encode()).hexdigest()[:8]
+
+
+def setting_numbers(rows: pd.DataFrame) -> pd.Series:
+    """Per row (of runs, or of verdicts), its comparison's number within its preset (1, 2, ...,
+    in the order of their `setting` ids): the report names comparisons "setting 1", "setting 2"
+    where a preset holds more than one."""
+    settings = rows.setting if "setting" in rows else rows.comparison.map(setting_id)
+    number = settings.groupby(rows.preset).transform(
+        lambda ids: ids.map({k: i + 1 for i, k in enumerate(sorted(ids.unique()))})
+    )
+    return number.astype(int)
+
+
+def group_labels(rows: pd.DataFrame) -> pd.Series:
+    """Per row, its preset, with "(setting k)" where the preset holds several comparisons."""
+    settings = rows.setting if "setting" in rows else rows.comparison.map(setting_id)
+    several = settings.groupby(rows.preset).transform("nunique") > 1
+    number = setting_numbers(rows).astype(str)
+    return rows.preset.where(~several, rows.preset + " (setting " + number + ")")
 
 
 def contended_epochs(hist: pd.DataFrame) -> pd.DataFrame:

@@ -32,6 +32,17 @@ def t_interval(values) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
+def accuracy_interval(values) -> tuple[float, float, float]:
+    """Mean accuracy (a fraction) over runs and its 95% t-interval, bounded to [0, 1]: a few
+    runs far apart must not read "74.54% [-5.69, 154.78]"."""
+    mean, low, high = t_interval(values)
+    return (
+        mean,
+        max(low, 0.0) if np.isfinite(low) else low,
+        min(high, 1.0) if np.isfinite(high) else high,
+    )
+
+
 def ratio_interval(ratios) -> tuple[float, float, float]:
     """Geometric mean of positive ratios and its 95% interval: a t-interval on their logs,
     back-transformed. Timing noise is multiplicative, so its logs are close to normal and

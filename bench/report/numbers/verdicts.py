@@ -2,8 +2,9 @@
 why a row has no interval as fields (REASON_COLUMNS) that bench.report.pages.sentences says in
 words.
 
-Pairing: within one preset and setting (the runs' signature), two implementations' runs are
-paired by seed; repeats of one seed are one replicate (their median). n = seeds both have.
+Pairing: within one preset and comparison (collect.comparison_keys: what must be equal), two
+implementations' runs are paired by seed; repeats of one seed are one replicate (their median).
+n = seeds both have; `setting` names the comparison (summary.csv's short hash of its key).
 
 Pair order: each unordered pair once, a = the first in IMPL_ORDER (numpy, tf_tape, keras,
 jax, then the others alphabetically); every verdict is said of a against b.
@@ -37,6 +38,7 @@ import itertools
 import numpy as np
 import pandas as pd
 
+from bench.report.numbers.rows import setting_id
 from bench.report.numbers.stats import (
     MIN_RUNS,
     accuracy_verdict,
@@ -48,10 +50,12 @@ from bench.report.numbers.stats import (
 )
 from implementations import impl_key
 
-VERDICT_COLUMNS = ["preset", "a", "b", "quantity", "estimate", "ci_low", "ci_high", "n", "verdict"]
+VERDICT_COLUMNS = [
+    "preset", "setting", "a", "b", "quantity", "estimate", "ci_low", "ci_high", "n", "verdict"
+]  # fmt: skip
 REASONS = {  # why a row has no interval, as facts (default: none of them)
     "measured": 0,  # paired seeds with a value on both sides (NaN: cannot exist)
-    "missing": "",  # no value at all: "epoch_times" or "validation" (none held out)
+    "missing": "",  # no value at all: "epoch_times", "one_epoch" or "validation" (none held out)
     "censored": False,  # some paired run never reached the target
     "reached_a": 0,  # of runs_a (a's paired runs) reached the target, and b's
     "runs_a": 0,
@@ -128,14 +132,15 @@ def verdicts(rows: pd.DataFrame) -> pd.DataFrame:
     margin, points) and REASON_COLUMNS (why there is no interval). Pairs that share no seed are
     left out: there is nothing to pair."""
     records = []
-    for (preset, _sig), g in rows.groupby(["preset", "signature"], sort=True):
+    for (preset, key), g in rows.groupby(["preset", "comparison"], sort=True):
+        one_epoch = "epochs" in g and (g.epochs <= 1).all()
         for a, b in pairs(g.implementation):
             acc_a, acc_b = paired_values(g, "test_accuracy", a, b)
             if len(acc_a) == 0:
                 continue
-            base = {"preset": preset, "a": a, "b": b, "margin": np.nan}
+            base = {"preset": preset, "setting": setting_id(key), "a": a, "b": b, "margin": np.nan}
             for quantity, column, missing in (
-                ("epoch_time", "steady_epoch_s", "epoch_times"),
+                ("epoch_time", "steady_epoch_s", "one_epoch" if one_epoch else "epoch_times"),
                 ("time_to_target", "time_to_target_s", "validation"),
             ):
                 cmp = calm_time_comparison(g, column, a, b, missing)

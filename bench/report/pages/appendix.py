@@ -4,11 +4,14 @@ row per preset or run group where more rows would say nothing more."""
 
 from __future__ import annotations
 
+import shlex
+
 import pandas as pd
 
 from bench.report.numbers.tables import determinism
 from bench.report.numbers.verdicts import pairs
 from bench.report.pages import fmt
+from bench.report.pages.front import overrides
 from bench.report.pages.render import Code, Section
 from bench.tracking import store
 from bench.tracking.runs import REPEAT_TOLERANCE
@@ -148,7 +151,7 @@ def environment_section(runs: pd.DataFrame) -> Section:
     return Section("Environment per run group", [], [table], appendix=True)
 
 
-def commands_section(runs: pd.DataFrame) -> Section:
+def commands_section(runs: pd.DataFrame, clean=str) -> Section:
     """Each run's exact command, and each sweep's command as it was typed."""
     typed = []
     for experiment_id in runs.experiment_id.dropna().unique():
@@ -158,9 +161,9 @@ def commands_section(runs: pd.DataFrame) -> Section:
             except store.StoreError:
                 continue
             if parent.data.tags.get("sweep_command"):
-                typed.append(f"{parent.data.tags['sweep_command']}  # sweep {sweep_id}")
+                typed.append(f"{clean(parent.data.tags['sweep_command'])}  # sweep {sweep_id}")
     per_run = [
-        f"mnist-bench {o}  # {name}"
+        shlex.join(["mnist-bench", *(f"{k}={v}" for k, v in overrides(str(o)))]) + f"  # {name}"
         for name, o in sorted(zip(runs.run_name, runs.get("tags.hydra_overrides", "")))
     ]
     section = Section("Exact commands", appendix=True)

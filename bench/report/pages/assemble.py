@@ -15,8 +15,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
+from pandas.api.types import is_numeric_dtype
 
 from bench.figures import misclassified
+from bench.job.redact import redact, without_paths
 from bench.report.numbers import stats, tables
 from bench.report.numbers.checklist import checklist
 from bench.report.numbers.collect import ReportError
@@ -38,32 +40,81 @@ def safe_name(name: str) -> str:
 def report_dir(out: str | Path, name: str) -> Path:
     """<out>/<name>, with the name sanitized: always inside --out."""
     root = Path(out).resolve()
+    if root.exists() and not root.is_dir():
+        raise ReportError(f"--out {out} is a file, not a folder")
     path = (root / safe_name(name)).resolve()
     if path.parent != root:  # cannot happen after safe_name; kept as the invariant
         raise ReportError(f"report folder {name!r} is not inside {out}")
     return path
 
 
-def load_predictions(runs: pd.DataFrame, tmp: Path) -> dict[str, dict]:
-    """Per (preset, implementation): the lowest seed's predicted labels."""
+def slug(group: str) -> str:
+    """A group's part of a file name: "compare (setting 2)" -> "compare_setting2"."""
+    return group.replace(" (setting ", "_setting").rstrip(")")
+
+
+EXPECTED = ("config.yaml", "predictions.npz", "figures/learning_curves.png",
+            "figures/confusion_matrix.png")  # fmt: skip
+
+
+def missing_artifacts(rows: pd.DataFrame) -> list[str]:
+    """Per finished run, the artifacts every finished run has that the store no longer lists
+    (an artifact folder removed after the run ended): "numpy-s0 (predictions.npz)"."""
+    client = MlflowClient()
+    found = []
+    for r in rows[rows.status == "FINISHED"].sort_values("run_name").itertuples():
+        try:
+            listed = {a.path for folder in (None, "figures")
+                      for a in client.list_artifacts(r.run_id, folder)}  # fmt: skip
+        except Exception:  # an artifact store that is gone: every artifact is missing
+            listed = set()
+        if lost := [path for path in EXPECTED if path not in listed]:
+            found.append(f"{r.run_name} ({', '.join(lost)})")
+    return found
+
+
+def load_predictions(rows: pd.DataFrame, tmp: Path) -> dict[str, dict]:
+    """Per group and implementation: the lowest seed's predicted labels."""
     client = MlflowClient()
     out: dict[str, dict] = {}
-    finished = runs[runs.status == "FINISHED"].sort_values("params.seed")
-    for (preset, impl), g in finished.groupby(["tags.preset", "tags.implementation"]):
+    finished = rows[rows.status == "FINISHED"].sort_values("seed", key=pd.to_numeric)
+    for (group, impl), g in finished.groupby(["group", "implementation"]):
         run_id = g.iloc[0].run_id
         try:
             path = client.download_artifacts(run_id, "predictions.npz", str(tmp / run_id))
-        except Exception:  # an artifact store that is gone only costs this section
+        except Exception:  # missing_artifacts names the run
             continue
         with np.load(path, allow_pickle=False) as p:
-            out.setdefault(preset, {})[impl] = (p["predicted"], p["labels"])
+            out.setdefault(group, {})[impl] = (p["predicted"], p["labels"])
     return out
 
 
-def write_tables(findings: Findings, out_dir: Path) -> None:
-    """runs.csv (every run's metrics, params and tags, in sorted columns: MLflow's own order
-    changes from process to process), verdicts.csv (exactly VERDICT_COLUMNS) and summary.csv."""
-    runs = findings.runs
+def evaluation_images(runs: pd.DataFrame):
+    """The test images the runs were evaluated on, with their class names: from the folder
+    the runs read (their dataset_source tag), else wherever the loader finds the dataset;
+    None (and why) unless the digest is the runs' own."""
+    from bench.data import DATASETS, DataError, load
+
+    name = str(runs["params.dataset.name"].iloc[0])
+    digest = runs.get("tags.dataset_digest", pd.Series(dtype=str)).dropna()
+    sources = runs.get("tags.dataset_source", pd.Series(dtype=str)).dropna().unique()
+    for source in [*(s for s in sources if Path(s).is_dir()), None]:
+        try:
+            dataset = load(name, source, download=False)
+        except DataError as e:
+            why = str(e)
+            continue
+        if len(digest) and dataset.digest not in set(digest):
+            why = f"{name} at {dataset.source} is not the data the runs used (digest differs)"
+            continue
+        return dataset.x_test, DATASETS[name].class_names, ""
+    return None, None, why
+
+
+def write_tables(findings: Findings, runs: pd.DataFrame, out_dir: Path) -> None:
+    """runs.csv (every run's metrics, params and tags as the report shows them, in sorted
+    columns: MLflow's own order changes from process to process), verdicts.csv (exactly
+    VERDICT_COLUMNS) and summary.csv."""
     columns = ["run_id", "run_name", "status"] + sorted(
         c for c in runs.columns if c.startswith(("metrics.", "params.", "tags."))
     )
@@ -72,13 +123,32 @@ def write_tables(findings: Findings, out_dir: Path) -> None:
     findings.summary.to_csv(out_dir / "summary.csv", index=False)
 
 
-def build_report(findings: Findings, out_dir: Path) -> Path:
+def published(with_paths: bool):
+    """What a text a report shows becomes: credentials masked always, absolute local paths
+    (home folders, store and data locations) shortened unless --with-paths."""
+    return redact if with_paths else (lambda text: without_paths(redact(text)))
+
+
+def publishable(runs: pd.DataFrame, clean) -> pd.DataFrame:
+    """The runs' params and tags as a report may show them."""
+    shown = runs.copy()
+    for column in shown.columns:
+        if column.startswith(("params.", "tags.")) and not is_numeric_dtype(shown[column]):
+            shown[column] = shown[column].map(clean)
+    return shown
+
+
+def build_report(findings: Findings, out_dir: Path, with_paths: bool = False) -> Path:
     """report.md, report.html, the CSVs and the figures of one selection in out_dir."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    runs, hist, rows = findings.runs, findings.hist, findings.rows
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ReportError(f"cannot create the report folder {out_dir} ({e.strerror})") from None
+    clean = published(with_paths)
+    runs, hist, rows = publishable(findings.runs, clean), findings.hist, findings.rows
     finished, v, warnings = findings.finished, findings.verdicts, findings.warnings
-    write_tables(findings, out_dir)
-    verdict = front.verdict_section(finished, v, warnings)
+    write_tables(findings, runs, out_dir)
+    verdict = front.verdict_section(finished, v, warnings, findings.runs)
     verdict.notes.append(
         "Machine-readable: verdicts.csv (one row per preset, pair and quantity) and "
         "summary.csv (one row per preset and implementation) beside this report."
@@ -90,7 +160,7 @@ def build_report(findings: Findings, out_dir: Path) -> Path:
             + ", ".join(f"{r.run_name} ({r.status})" for r in failed.itertuples())
         )
     sections = [
-        front.header_section(runs, findings.label),
+        front.header_section(runs, findings.label, with_paths),
         verdict,
         front.reproduction_section(finished),
         speed_section(finished, hist, v, out_dir),
@@ -100,11 +170,13 @@ def build_report(findings: Findings, out_dir: Path) -> Path:
             "Learning curves",
             ["Median over seeds; band = min-max over seeds."],
             images=[
-                plots.learning_curves(g, hist, preset, out_dir / f"learning_curves_{preset}.png")
-                for preset, g in finished.groupby("preset")
+                plots.learning_curves(
+                    g, hist, group, out_dir / f"learning_curves_{slug(group)}.png"
+                )
+                for group, g in finished.groupby("group")
             ],
         ),
-        predictions_section(runs, out_dir),
+        predictions_section(findings.runs, finished, out_dir),
         Section(
             "Fairness check",
             [f"WARNING {preset}: {w}" for preset, w in warnings]
@@ -115,7 +187,7 @@ def build_report(findings: Findings, out_dir: Path) -> Path:
         appendix.lockstep_section(runs, hist),
         appendix.determinism_section(runs),
         appendix.environment_section(runs),
-        appendix.commands_section(runs),
+        appendix.commands_section(runs, clean),
     ]
     title = f"mnist-bench report: {findings.label}"
     write_markdown(title, sections, out_dir / "report.md")
@@ -142,10 +214,10 @@ def accuracy_section(rows: pd.DataFrame, v: pd.DataFrame, out: Path) -> Section:
     half-width (1.96 binomial s.e. on 10,000 images): the same level everywhere."""
     text = []
     for (preset, impl), g in sorted(
-        rows.groupby(["preset", "implementation"]),
+        rows.groupby(["group", "implementation"]),
         key=lambda x: (x[0][0], impl_key(x[0][1])),
     ):
-        acc = stats.t_interval(g.test_accuracy)
+        acc = stats.accuracy_interval(g.test_accuracy)
         half = 100 * stats.Z * stats.noise_floor(acc[0])
         text.append(
             f"{preset} / {impl}: test accuracy {fmt.percent(*acc)} over {len(g)} run(s); "
@@ -161,7 +233,7 @@ def time_to_accuracy_table(rows: pd.DataFrame) -> pd.DataFrame:
     reached". Censored runs count as +inf, so a higher threshold never shows a shorter
     median (the median is monotone in each run's time, which is monotone in the threshold)."""
     records = []
-    for (impl, preset, _sig), g in rows.groupby(["implementation", "preset", "signature"]):
+    for (impl, preset), g in rows.groupby(["implementation", "group"]):
         record = {"implementation": impl, "preset": preset}
         for threshold in THRESHOLDS:
             col = f"to_{threshold:.3g}"
@@ -195,26 +267,25 @@ def time_to_accuracy_section(rows: pd.DataFrame, out: Path) -> Section:
     return Section("Time to accuracy", text, [ttable], [image] if image else [])
 
 
-def predictions_section(runs: pd.DataFrame, out_dir: Path) -> Section:
-    """Prediction agreement and McNemar per preset, and the misclassified digits."""
-    from bench.data import DataError, load
-
+def predictions_section(runs: pd.DataFrame, rows: pd.DataFrame, out_dir: Path) -> Section:
+    """Prediction agreement and McNemar per group, and the misclassified test images."""
     section = Section("Predictions to look at")
     with tempfile.TemporaryDirectory() as tmp:
-        preds = load_predictions(runs, Path(tmp))
-    images = None
-    if preds:
-        try:
-            images = load(runs["params.dataset.name"].iloc[0], download=False).x_test
-        except DataError as e:  # the agreement table needs no images; the pictures do
-            section.text.append(f"No misclassified-image plots: {e}")
-    section.text.insert(
-        0,
+        preds = load_predictions(rows, Path(tmp))
+    section.text.append(
         "Agreement: share of the 10,000 test images on which two implementations predict the "
-        "same label; McNemar's exact p tests whether one gets more images right than the other.",
+        "same label; McNemar's exact p tests whether one gets more images right than the other."
     )
-    for preset, by_impl in sorted(preds.items()):
+    if lost := missing_artifacts(rows):
+        section.text.append(f"Artifacts missing from the store: {'; '.join(lost)}")
+    if not preds:
+        section.text.append("No run's predictions.npz is in the store: nothing to compare.")
+    for group, by_impl in sorted(preds.items()):
         names = sorted(by_impl, key=impl_key)
+        of_group = runs[runs.run_id.isin(rows.run_id[rows.group == group])]
+        images, classes, why = evaluation_images(of_group)
+        if images is None:  # the agreement table needs no images; the pictures do
+            section.text.append(f"{group}: no misclassified-image plots: {why}")
         for impl in names if images is not None else []:
             predicted, labels = by_impl[impl]
             section.images.append(
@@ -222,8 +293,9 @@ def predictions_section(runs: pd.DataFrame, out_dir: Path) -> Section:
                     images,
                     labels,
                     predicted,
-                    f"{preset} / {impl}: misclassified (true→predicted)",
-                    out_dir / f"misclassified_{preset}_{impl}.png",
+                    f"{group} / {impl}: misclassified (true→predicted)",
+                    out_dir / f"misclassified_{slug(group)}_{impl}.png",
+                    names=classes,
                 )
             )
         labels = by_impl[names[0]][1]
@@ -232,7 +304,7 @@ def predictions_section(runs: pd.DataFrame, out_dir: Path) -> Section:
             continue
         agree["agree"] = agree["agree"].map(fmt.percent)
         agree["McNemar p"] = agree["McNemar p"].map(fmt.p_value)
-        section.tables.append(Table(agree, caption=f"{preset}: prediction agreement (lowest seed)"))
+        section.tables.append(Table(agree, caption=f"{group}: prediction agreement (lowest seed)"))
     return section
 
 

@@ -1,5 +1,5 @@
-"""Human formats for the report's numbers: a reader sees "97.81% [97.51, 98.11]", "1.69x
-slower" or "26,690", never "2.669e+04" or a bare 0.5927."""
+"""Human formats for the report's numbers: a reader sees "97.81% [97.51, 98.11]", "1.96 s" or
+"26,690", never "2.669e+04" or a bare 0.5927."""
 
 from __future__ import annotations
 
@@ -40,15 +40,6 @@ def seconds(x: float, low: float = math.nan, high: float = math.nan) -> str:
         return ""
     text = f"{number(x)} s"
     return text + (f" [{number(low)}, {number(high)}]" if _finite(low) else "")
-
-
-def relative(ratio: float) -> str:
-    """fastest time / this time as a reader says it: "fastest", "1.69x slower"."""
-    if not _finite(ratio) or ratio <= 0:
-        return ""
-    if ratio >= 0.9995:
-        return "fastest"
-    return f"{1 / ratio:.2f}x slower"
 
 
 def p_value(p: float) -> str:

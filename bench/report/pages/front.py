@@ -4,12 +4,16 @@ A reader who stops here has the answer; everything after it is evidence."""
 
 from __future__ import annotations
 
+import shlex
+
 import pandas as pd
 
 from bench.job.host import CONTENDED
 from bench.report.numbers import stats
+from bench.report.numbers.collect import what_differs
+from bench.report.numbers.rows import setting_id, setting_numbers
 from bench.report.numbers.stats import NO_DIFFERENCE
-from bench.report.numbers.tables import TOLERANCE, reproduction
+from bench.report.numbers.tables import TOLERANCE, TUTORIAL_DATASET, reproduction
 from bench.report.pages import fmt
 from bench.report.pages.render import Box, Code, Section, Table
 from bench.report.pages.sentences import time_text, verdict_sentence
@@ -23,7 +27,7 @@ def _tag(runs: pd.DataFrame, name: str) -> list[str]:
     return sorted(runs[col].dropna().astype(str).unique()) if col in runs else []
 
 
-def _overrides(text: str) -> list[tuple[str, str]]:
+def overrides(text: str) -> list[tuple[str, str]]:
     """key=value pairs of a run's hydra_overrides tag (a token without '=' belongs to the
     value before it: the tag joins the overrides with spaces)."""
     pairs: list[list[str]] = []
@@ -39,15 +43,27 @@ def _seed_key(value: str):
     return (0, int(value), "") if value.lstrip("-").isdigit() else (1, 0, value)
 
 
-def reproduce_commands(runs: pd.DataFrame) -> list[str]:
+PLACES = (
+    "tracking.uri",
+    "tracking.artifact_root",
+    "hydra.sweep.dir",
+    "hydra.run.dir",
+    "dataset.data_dir",
+)  # fmt: skip  where a run's files went, not what it computed
+
+
+def reproduce_commands(runs: pd.DataFrame, with_places: bool = False) -> list[str]:
     """One `mnist-bench -m` command per preset that runs its grid again: every override its
-    runs used, the values that varied joined with commas (implementations in canonical order,
-    seeds in numeric order)."""
+    runs used (without the local places their files went, unless `with_places`), the values
+    that varied joined with commas (implementations in canonical order, seeds in numeric
+    order), shell-quoted."""
     commands = []
     for _preset, g in runs.groupby("tags.preset", sort=True):
         values: dict[str, list[str]] = {}
         for text in g.get("tags.hydra_overrides", pd.Series(dtype=str)).dropna():
-            for key, value in _overrides(text):
+            for key, value in overrides(text):
+                if key.lstrip("+~") in PLACES and not with_places:
+                    continue
                 if value not in values.setdefault(key, []):
                     values[key].append(value)
         if "implementation" in values:
@@ -55,7 +71,8 @@ def reproduce_commands(runs: pd.DataFrame) -> list[str]:
         if "seed" in values:
             values["seed"].sort(key=_seed_key)
         keys = [k for k in FIRST_KEYS if k in values] + [k for k in values if k not in FIRST_KEYS]
-        commands.append(" ".join(["mnist-bench -m", *(f"{k}={','.join(values[k])}" for k in keys)]))
+        words = ["mnist-bench", "-m", *(f"{k}={','.join(values[k])}" for k in keys)]
+        commands.append(shlex.join(words))  # pasteable: a value with a space stays one word
     return commands
 
 
@@ -73,7 +90,7 @@ def _when(runs: pd.DataFrame) -> str:
     )
 
 
-def header_section(runs: pd.DataFrame, label: str) -> Section:
+def header_section(runs: pd.DataFrame, label: str, with_places: bool = False) -> Section:
     """Facts under the title, from the runs' tags: what, when, sweep, host, code, commands."""
     finished = runs[runs.status == "FINISHED"]
     compared = []
@@ -98,11 +115,23 @@ def header_section(runs: pd.DataFrame, label: str) -> Section:
         f"Host: {', '.join(_tag(runs, 'host')) or '?'}; CPU: {', '.join(_tag(runs, 'cpu_model')) or '?'}"
         f"; device: {', '.join(_tag(runs, 'device_name')) or '?'}; threads: {threads}.",
         f"Commit: {', '.join(c[:12] for c in commits) or 'unknown'} ({state}).",
+        f"Dataset: {datasets(runs)}.",
         "Reproduce (one command per preset):",
     ]
     return Section(
-        "What, when, where", text, blocks=[Code(reproduce_commands(runs))], css_id="header"
+        "What, when, where",
+        text,
+        blocks=[Code(reproduce_commands(runs, with_places))],
+        css_id="header",
     )
+
+
+def datasets(runs: pd.DataFrame) -> str:
+    """Each dataset the runs trained on, by name with its digest: "mnist (sha256 c6558067)"."""
+    name = runs.get("params.dataset.name", pd.Series("?", index=runs.index)).fillna("?")
+    digest = runs.get("tags.dataset_digest", pd.Series("", index=runs.index)).fillna("")
+    pairs = sorted(set(zip(name.astype(str), digest.astype(str))))
+    return ", ".join(f"{n} (sha256 {d[:8]})" if d else n for n, d in pairs) or "unknown"
 
 
 def _key_label(impl: str, device: str, setting: int, many: tuple) -> str:
@@ -114,41 +143,93 @@ def _key_label(impl: str, device: str, setting: int, many: tuple) -> str:
     return label
 
 
-def key_table(rows: pd.DataFrame, preset: str, fairness: list[str]) -> pd.DataFrame:
-    """At most 8 columns in human formats, rows in the canonical implementation order."""
+def speed_cells(v: pd.DataFrame) -> dict[str, str]:
+    """Each implementation's speed as the paired steady-epoch verdicts of one comparison say
+    it: "fastest" only for an implementation faster than every other by its verdict, the
+    others' paired ratio to that one; where no implementation is, no fastest is named."""
+    ep = v[v.quantity == "epoch_time"]
+    impls = set(ep.a) | set(ep.b)
+    wins = {i: 0 for i in impls}
+    for r in ep.itertuples():
+        if r.verdict in ("faster", "slower"):
+            wins[r.a if r.verdict == "faster" else r.b] += 1
+    fastest = [i for i, n in wins.items() if n == len(impls) - 1]
+    if not fastest:
+        return dict.fromkeys(impls, "no fastest (see the verdicts)") if impls else {}
+    best = fastest[0]
+    cells = {best: "fastest"}
+    for r in ep[(ep.a == best) | (ep.b == best)].itertuples():
+        other, ratio = (r.b, r.estimate) if r.a == best else (r.a, 1 / r.estimate)
+        cells[other] = f"{ratio:.2f}x slower (paired)"
+    return cells
+
+
+def key_table(
+    rows: pd.DataFrame, v: pd.DataFrame, preset: str, fairness: list[str]
+) -> pd.DataFrame:
+    """At most 8 columns in human formats, rows in the canonical implementation order; the
+    speed column says what the paired verdicts of the row's comparison say."""
     g = rows[rows.preset == preset]
-    settings = {s: i + 1 for i, s in enumerate(sorted(g.signature.unique()))}
+    settings = dict(zip(g.comparison, setting_numbers(g)))
     many = (g.device.nunique() > 1, len(settings) > 1)
     target = g.get("target", pd.Series(dtype=float)).dropna().unique()
     tt_name = f"time to {100 * target[0]:g}% val." if len(target) == 1 else "time to target"
     records = []
-    for (impl, device, sig), r in g.groupby(["implementation", "device", "signature"]):
-        acc = stats.t_interval(r.test_accuracy)
-        steady = stats.ratio_interval(r.steady_epoch_s)
+    for (impl, device, key), r in g.groupby(["implementation", "device", "comparison"]):
+        speed = speed_cells(v[(v.preset == preset) & (v.setting == setting_id(key))])
         notes = [f"only {len(r)} run(s)"] if len(r) < stats.MIN_RUNS else []
         notes += fairness
         records.append(
             {
-                "_order": (impl_key(impl), device, settings[sig]),
-                "implementation": _key_label(impl, device, settings[sig], many),
+                "_order": (impl_key(impl), device, settings[key]),
+                "implementation": _key_label(impl, device, settings[key], many),
                 "runs": len(r),
-                "test accuracy [95% CI]": fmt.percent(*acc),
-                "steady epoch [95% CI]": fmt.seconds(*steady),
-                "_steady": steady[0],
+                "test accuracy [95% CI]": fmt.percent(*stats.accuracy_interval(r.test_accuracy)),
+                "speed": speed.get(impl, ""),
+                "steady epoch [95% CI]": fmt.seconds(*stats.ratio_interval(r.steady_epoch_s)),
                 "samples/s": fmt.number(r.samples_per_s.mean()),
                 tt_name: time_text(*stats.censored_median(r.time_to_target_s)),
                 "notes": "; ".join(notes),
             }
         )
     table = pd.DataFrame(records).sort_values("_order")
-    fastest = table["_steady"].min()
-    table.insert(4, "speed", [fmt.relative(fastest / s) for s in table["_steady"]])
-    return table.drop(columns=["_order", "_steady"]).reset_index(drop=True)
+    return table.drop(columns=["_order"]).reset_index(drop=True)
 
 
-def box_lines(v: pd.DataFrame, preset_rows: pd.DataFrame, fairness: list[str]) -> list[str]:
-    """The verdict box of one preset: a sentence per pair for the steady epoch, the accuracy
-    said once when every pair is equivalent, time to target only where it differs."""
+def box_lines(
+    v: pd.DataFrame, preset_rows: pd.DataFrame, fairness: list[str], differs: dict | None = None
+) -> list[str]:
+    """The verdict box of one preset: per comparison (where the preset holds several, each
+    named "setting k"), a sentence per pair for the steady epoch, the accuracy said once when
+    every pair is equivalent, time to target only where it differs."""
+    numbers = dict(zip(preset_rows.comparison.map(setting_id), setting_numbers(preset_rows)))
+    lines = []
+    if len(numbers) > 1:
+        lines.append(
+            f"{len(numbers)} comparisons, never pooled: their runs differ in what must be equal "
+            "(below); each verdict names its setting"
+        )
+    keys = dict(zip(preset_rows.comparison.map(setting_id), preset_rows.comparison))
+    for setting in sorted(numbers, key=numbers.get):
+        prefix = f"setting {numbers[setting]}: " if len(numbers) > 1 else ""
+        if facets := (differs or {}).get(keys[setting]):
+            lines.append(f"{prefix}{facets}")
+        of = v[v.setting == setting]
+        of_rows = preset_rows[preset_rows.comparison.map(setting_id) == setting]
+        lines += [prefix + line for line in comparison_lines(of, of_rows)]
+    if preset_rows.seed.nunique() < stats.MIN_RUNS:
+        lines.append(
+            f"only {preset_rows.seed.nunique()} seed(s): intervals are wide; "
+            f"use >= {stats.MIN_RUNS} before publishing"
+        )
+    lines += [f"WARNING: {w}" for w in fairness]
+    if len(v) == 0:
+        lines.insert(0, "one implementation only: nothing to compare")
+    return lines
+
+
+def comparison_lines(v: pd.DataFrame, preset_rows: pd.DataFrame) -> list[str]:
+    """The verdict lines of one comparison."""
     lines = [verdict_sentence(r) for r in v[v.quantity == "epoch_time"].itertuples()]
     acc = v[v.quantity == "test_accuracy"]
     if len(acc) and (acc.verdict == "equivalent").all():
@@ -168,19 +249,11 @@ def box_lines(v: pd.DataFrame, preset_rows: pd.DataFrame, fairness: list[str]) -
             lines.append("time to target: no validation set")
         else:
             lines.append(f"time to target: {NO_DIFFERENCE} for any pair (see Time to accuracy)")
-    if preset_rows.seed.nunique() < stats.MIN_RUNS:
-        lines.append(
-            f"only {preset_rows.seed.nunique()} seed(s): intervals are wide; "
-            f"use >= {stats.MIN_RUNS} before publishing"
-        )
-    lines += [f"WARNING: {w}" for w in fairness]
-    if len(v) == 0:
-        lines.insert(0, "one implementation only: nothing to compare")
     return lines
 
 
 def verdict_section(
-    rows: pd.DataFrame, v: pd.DataFrame, warnings: list[tuple[str, str]]
+    rows: pd.DataFrame, v: pd.DataFrame, warnings: list[tuple[str, str]], runs=None
 ) -> Section:
     """Per preset: its verdict box, then its key table (boxes side by side in the HTML)."""
     s = Section("Verdicts", css_id="verdicts")
@@ -206,8 +279,13 @@ def verdict_section(
     tables = []
     for preset, g in rows.groupby("preset", sort=True):
         fair = [w for of, w in warnings if of == preset]
-        s.blocks.append(Box(preset, box_lines(v[v.preset == preset], g, fair)))
-        tables.append(Table(key_table(rows, preset, fair), caption=f"{preset}: key numbers"))
+        differs = {}
+        if runs is not None:
+            of = runs[runs.run_id.isin(g.run_id)]
+            differs = what_differs(of, of.comparison)
+        s.blocks.append(Box(preset, box_lines(v[v.preset == preset], g, fair, differs)))
+        table = key_table(rows, v, preset, fair)
+        tables.append(Table(table, caption=f"{preset}: key numbers"))
     s.blocks += tables
     return s
 
@@ -219,15 +297,23 @@ def reproduction_section(rows: pd.DataFrame) -> Section:
         return Section(
             "Reproduction of published results", ["No tutorial preset in this selection."]
         )
-    ours = []
+    numbers = dict(zip(rows.comparison, setting_numbers(rows)))
+    several = rows.groupby("preset").comparison.nunique()
+    ours, labels = [], []
     for r in repro.itertuples():
-        g = rows[(rows.preset == r.preset) & (rows.implementation == r.implementation)]
-        ours.append(fmt.percent(*stats.t_interval(g.test_accuracy)))
-    repro = repro.assign(measured=ours, _o=repro.implementation.map(impl_key))
-    repro = repro.sort_values(["preset", "_o"]).drop(columns="_o")
+        g = rows[rows.comparison == r.comparison]
+        g = g[(g.preset == r.preset) & (g.implementation == r.implementation)]
+        ours.append(fmt.percent(*stats.accuracy_interval(g.test_accuracy)))
+        many = several[r.preset] > 1
+        labels.append(r.implementation + (f" (setting {numbers[r.comparison]})" if many else ""))
+    repro = repro.assign(
+        measured=ours, implementation=labels, _o=repro.implementation.map(impl_key)
+    )
+    repro = repro.sort_values(["preset", "_o"]).drop(columns=["_o", "comparison"])
     repro = repro.rename(columns={"measured": "ours [95% CI]"})
     text = [
         "Test accuracy of the tutorial presets against the number their tutorial published; "
-        f"'reproduced' = our mean within ±{100 * TOLERANCE:.1f} points of it."
+        f"'reproduced' = our mean within ±{100 * TOLERANCE:.1f} points of it. Only runs on "
+        f"the tutorial's own dataset ({TUTORIAL_DATASET}) are judged."
     ]
     return Section("Reproduction of published results", text, [repro.reset_index(drop=True)])

@@ -75,9 +75,10 @@ def learning_curves(rows: pd.DataFrame, hist: pd.DataFrame, preset: str, out: Pa
 
 
 def by_setting(rows: pd.DataFrame):
-    """(label, runs) per preset and implementation: runs of different presets never pool."""
-    for (preset, impl), g in rows.groupby(["preset", "implementation"]):
-        yield f"{preset} / {impl}", g
+    """(label, runs) per group (a preset's comparison) and implementation: runs of different
+    presets or comparisons never pool."""
+    for (group, impl), g in rows.groupby(["group", "implementation"]):
+        yield f"{group} / {impl}", g
 
 
 def epoch_times(rows: pd.DataFrame, hist: pd.DataFrame, out: Path) -> Path:
@@ -120,10 +121,10 @@ def _panels(n: int, width: float = 4.2, height: float = 3.4):
 def accuracy_vs_time(rows: pd.DataFrame, out: Path) -> Path:
     """Test accuracy against total job time, one panel per preset (own axes: a 500-epoch
     preset never squashes a 5-epoch one)."""
-    presets = sorted(rows.preset.unique())
+    presets = sorted(rows.group.unique())
     fig, axes = _panels(max(len(presets), 1))
     for ax, preset in zip(axes, presets):
-        g = rows[rows.preset == preset]
+        g = rows[rows.group == preset]
         for impl in _impls(g):
             r = g[g.implementation == impl]
             ax.scatter(
@@ -145,8 +146,8 @@ def time_to_thresholds(rows: pd.DataFrame, thresholds, out: Path) -> Path | None
     """Median training seconds to each validation threshold (unreached runs as +inf, so a
     median that never got there is not drawn); colour = implementation, style = preset."""
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    presets = sorted(rows.preset.unique())
-    for (preset, impl), g in rows.groupby(["preset", "implementation"]):
+    presets = sorted(rows.group.unique())
+    for (preset, impl), g in rows.groupby(["group", "implementation"]):
         seconds = np.array([censored_median(g[f"to_{t:.3g}"])[0] for t in thresholds])
         seconds[~np.isfinite(seconds)] = np.nan
         if not np.isnan(seconds).all():  # presets without a validation set have no curve

@@ -60,22 +60,32 @@ class Section:
         return [*self.text, *self.blocks, *tables, *self.images, *map(Note, self.notes)]
 
 
+TAG_START = re.compile(r"<(?=[A-Za-z/!?])")  # what a Markdown viewer would take for HTML
+
+
+def md_text(text: str) -> str:
+    """Text from MLflow (names, params) as Markdown shows it literally: a `<tag` never becomes
+    HTML. Our own `p < 0.001` is left as it is."""
+    return TAG_START.sub("&lt;", str(text))
+
+
 def markdown_table(df: pd.DataFrame) -> str:
     """A DataFrame as a Markdown table, its cells in human formats."""
-    cells = lambda row: "| " + " | ".join(cell(v).replace("|", "\\|") for v in row) + " |"  # noqa: E731
+    cells = lambda row: "| " + " | ".join(md_text(cell(v)).replace("|", "\\|") for v in row) + " |"  # noqa: E731
     lines = [cells(df.columns), "|" + "---|" * len(df.columns)]
     return "\n".join(lines + [cells(r) for r in df.itertuples(index=False)])
 
 
 def _markdown_part(part) -> str | None:
     if isinstance(part, str):
-        return part
+        return md_text(part)
     if isinstance(part, Box):
-        return f"**{part.title}**\n\n" + "\n".join(f"- {line}" for line in part.lines)
+        lines = "\n".join(f"- {md_text(line)}" for line in part.lines)
+        return f"**{md_text(part.title)}**\n\n" + lines
     if isinstance(part, Table):
         if part.df.empty:
             return None
-        caption = f"*{part.caption}*\n\n" if part.caption else ""
+        caption = f"*{md_text(part.caption)}*\n\n" if part.caption else ""
         return caption + markdown_table(part.df)
     if isinstance(part, Code):
         return "```bash\n" + "\n".join(part.lines) + "\n```"
@@ -84,14 +94,14 @@ def _markdown_part(part) -> str | None:
 
 def write_markdown(title: str, sections: list[Section], path: Path) -> None:
     """report.md: the main sections, then the appendix under its own heading."""
-    parts = [f"# {title}"]
+    parts = [f"# {md_text(title)}"]
     main = [s for s in sections if not s.appendix]
     appendix = [s for s in sections if s.appendix]
     for level, group in (("##", main), ("###", appendix)):
         if level == "###" and group:
             parts.append("## Appendix")
         for s in group:
-            parts.append(f"{level} {s.title}")
+            parts.append(f"{level} {md_text(s.title)}")
             parts += [p for p in map(_markdown_part, s.parts()) if p is not None]
     path.write_text("\n\n".join(parts) + "\n")
 

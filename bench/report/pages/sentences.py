@@ -10,7 +10,11 @@ import pandas as pd
 from bench.report.numbers.stats import NO_DIFFERENCE
 
 WORDS = {"epoch_time": "steady epoch", "time_to_target": "time to target"}
-MISSING = {"epoch_times": "no epoch times", "validation": "no validation set"}
+MISSING = {
+    "epoch_times": "no epoch times",
+    "one_epoch": "one epoch per run: no steady epoch",
+    "validation": "no validation set",
+}
 
 
 def verdict_sentence(row) -> str:

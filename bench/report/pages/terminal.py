@@ -3,26 +3,33 @@ the command that ran the benchmark also says what it found and where to look nex
 
 from __future__ import annotations
 
+import shlex
+
+from bench.job.redact import redact
+from bench.job.settings import TrackingSettings
 from bench.report.numbers.findings import Findings
+from bench.report.numbers.rows import group_labels
 from bench.report.pages.sentences import WORDS, estimate_text, verdict_text
 from bench.tracking.store import DEFAULT_URI
 from bench.tracking.ui import runs_link
 
+DEFAULT_EXPERIMENT = TrackingSettings.experiment
 HEADER = ("preset", "pair (a vs b)", "quantity", "b/a time or a-b accuracy [95% CI]", "n")
 
 
 def verdict_rows(v) -> list[tuple[str, ...]]:
-    """One tuple per preset, pair and quantity: HEADER's cells and the verdict."""
+    """One tuple per preset (and setting, where it holds several), pair and quantity:
+    HEADER's cells and the verdict."""
     return [
         (
-            r.preset,
+            group,
             f"{r.a} vs {r.b}",
             WORDS.get(r.quantity, "test accuracy"),
             estimate_text(r),
             str(r.n),
             verdict_text(r),
-        )  # fmt: skip
-        for r in v.itertuples()
+        )
+        for group, r in zip(group_labels(v), v.itertuples())
     ]
 
 
@@ -35,9 +42,12 @@ def verdict_table(v) -> str:
     )
 
 
-def sweep_lines(findings: Findings, uri: str, sweep_id: str) -> list[str]:
-    """The lines printed at the end of sweep `sweep_id`: its verdicts, then the commands and
-    links that show more."""
+def sweep_lines(
+    findings: Findings, uri: str, sweep_id: str, experiment: str = DEFAULT_EXPERIMENT
+) -> list[str]:
+    """The lines printed at the end of sweep `sweep_id`: its verdicts, then the commands (each
+    pasteable: shell-quoted, the store and experiment named where they are not the defaults,
+    credentials masked) and links that show more."""
     finished, v = findings.finished, findings.verdicts
     lines = [
         f"Verdicts of sweep {sweep_id} ({len(finished)} of {len(findings.rows)} runs finished; "
@@ -47,11 +57,16 @@ def sweep_lines(findings: Findings, uri: str, sweep_id: str) -> list[str]:
         lines.append("  no pair of implementations shares a seed: nothing to compare")
     else:
         lines += ["  " + line for line in verdict_table(v).splitlines()]
-    store = "" if uri == DEFAULT_URI else f" --tracking-uri {uri}"
+    report = ["mnist-bench-report", "--sweep-id", sweep_id]
+    if uri != DEFAULT_URI:
+        report += ["--tracking-uri", uri]
+    if experiment != DEFAULT_EXPERIMENT:
+        report += ["--experiment", experiment]
+    ui = ["mlflow", "ui", "--backend-store-uri", uri, "--port", "5000"]
     experiment_id = findings.runs.experiment_id.iloc[0]
     lines += [
-        f"Report: mnist-bench-report --sweep-id {sweep_id}{store}",
+        f"Report: {shlex.join(report)}",
         f"MLflow runs: {runs_link(experiment_id)}"
-        + (" (make ui)" if not store else f" (mlflow ui --backend-store-uri {uri} --port 5000)"),
+        + (" (make ui)" if uri == DEFAULT_URI else f" ({shlex.join(ui)})"),
     ]
-    return lines
+    return [redact(line) for line in lines]
