@@ -49,8 +49,9 @@ def learning_curves(job, history: list[dict[str, float]]):
     return fig
 
 
-def confusion_matrix(job, predicted: np.ndarray, labels: np.ndarray):
-    """Counts of true against predicted labels; the errors coloured, not the diagonal."""
+def confusion_matrix(job, predicted: np.ndarray, labels: np.ndarray, names=None):
+    """Counts of true against predicted labels (named where `names` are not the digits);
+    the errors coloured, not the diagonal."""
     k = int(max(labels.max(), predicted.max())) + 1
     counts = np.zeros((k, k), dtype=int)
     np.add.at(counts, (labels.astype(int), predicted.astype(int)), 1)
@@ -62,9 +63,13 @@ def confusion_matrix(job, predicted: np.ndarray, labels: np.ndarray):
             ax.text(j, i, str(n), ha="center", va="center", fontsize=7,
                     color="black" if i != j else "#2b7a3d", weight="bold" if i == j else None)  # fmt: skip
     ax.set(xticks=range(k), yticks=range(k), xlabel="predicted", ylabel="true")
+    if names is not None and list(names[:k]) != [str(d) for d in range(k)]:
+        ax.set_xticklabels(names[:k], rotation=45, ha="right", fontsize=7)
+        ax.set_yticklabels(names[:k], fontsize=7)
     accuracy = np.trace(counts) / counts.sum()
-    ax.set_title(f"{job.implementation}, seed {job.seed}: {100 * accuracy:.2f}% correct",
-                 fontsize=10)  # fmt: skip
+    dataset = job.data.name
+    ax.set_title(f"{job.implementation}, seed {job.seed}, {dataset}: {100 * accuracy:.2f}% "
+                 "correct", fontsize=10)  # fmt: skip
     fig.tight_layout()
     return fig
 

@@ -8,6 +8,7 @@ listed; `quiet_native_lines` holds them back there and passes every other line o
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import tempfile
@@ -40,6 +41,9 @@ def quiet_native_logs() -> None:
     sweep prints no error line. A GPU machine keeps level 2 (its errors are real). A level
     the user set is kept."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3" if _no_nvidia_gpu() else "2")
+    # JAX's Python side says at INFO that it found no TPU ("Unable to initialize backend
+    # 'tpu'"): Hydra logs INFO, so it would come before a device error's one line
+    logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
 
 
 @contextlib.contextmanager

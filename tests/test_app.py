@@ -240,8 +240,10 @@ BAD_OVERRIDES = [
     ("train.diverge_factor=1", "train.diverge_factor=1 must be a number > 1, or null"),
     ("train.epochs=2.5", "train.epochs=2.5 must be an integer"),
     ("train.threads=1000", "train.threads=1000 is more than the "),
-    ("preset=''", "preset='' is not a name; allowed: letters, digits, '.', '_', '-'"),
-    ("preset=../up", "preset='../up' is not a name; allowed: letters, digits"),
+    ("preset=''", "preset='' is not a name; allowed: up to 100 letters, digits, '.', '_', '-'"),
+    ("preset=../up", "preset='../up' is not a name; allowed: up to 100 letters, digits"),
+    ("tracking.artifact_root='~/art'", "'~' is not expanded"),
+    ("tracking.uri='sqlite:///~/m.db'", "'~' is not expanded"),
 ]
 
 

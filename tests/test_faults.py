@@ -404,6 +404,60 @@ def test_reading_commands_never_create_a_store(tmp_path):
     assert not (tmp_path / "none").exists()
 
 
+def test_reading_commands_never_write_into_a_file_that_is_no_mlflow_store(tmp_path):
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as db:
+        db.execute("create table mydata (a)")
+    (tmp_path / "empty.db").write_bytes(b"")
+    expected = {"other.db": "is a SQLite database of something else (mydata), not an MLflow store",
+                "empty.db": "holds no tables"}  # fmt: skip
+    for name, message in expected.items():
+        before = (tmp_path / name).read_bytes()
+        for tool in ("bench.commands.audit", "bench.commands.report"):
+            proc = subprocess.run(
+                [sys.executable, "-m", tool, "--tracking-uri", f"sqlite:///{tmp_path}/{name}"],
+                cwd=tmp_path, capture_output=True, text=True, env=ENV, timeout=120,
+            )  # fmt: skip
+            assert proc.returncode != 0
+            (line,) = error_lines(proc.stderr)
+            assert message in line, line
+        assert (tmp_path / name).read_bytes() == before  # untouched: no MLflow tables added
+
+
+def test_a_report_of_part_of_a_sweep_never_rewrites_the_sweeps_summary(tmp_path):
+    assert mnist_bench(tmp_path, "-m", "implementation=numpy,jax", *TINY[1:]).returncode == 0
+    (parent,) = parents_of(tmp_path)
+    sweep_id, note = parent.data.tags["sweep_id"], parent.data.tags["mlflow.note.content"]
+    base = [sys.executable, "-m", "bench.commands.report", "--tracking-uri",
+            f"sqlite:///{tmp_path}/mlflow.db", "--out", str(tmp_path / "r")]  # fmt: skip
+    run = lambda *a: subprocess.run([*base, *a], capture_output=True, text=True, env=ENV,  # noqa: E731
+                                    timeout=300)  # fmt: skip
+    part = run("--sweep-id", sweep_id, "--filter", "tags.implementation = 'numpy'")
+    assert part.returncode == 0, part.stderr[-2000:]
+    assert "updated the summary" not in part.stdout
+    written = next((tmp_path / "r").glob(f"{sweep_id}-filter-*/report.md")).read_text()
+    assert f"sweep {sweep_id}" in written and "filtered by" in written
+    (after,) = parents_of(tmp_path)
+    assert after.data.tags["mlflow.note.content"] == note
+    both = run("--all", "--sweep-id", sweep_id)
+    assert both.returncode == 2 and "give it without --sweep-id or --filter" in both.stderr
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("implementation=torch", "implementation 'torch' does not exist; allowed: jax, keras,"),
+        ("+experiment=../x", "experiment '../x' does not exist; allowed: compare,"),
+    ],
+)
+def test_a_choice_that_does_not_exist_is_one_line(tmp_path, override, message):
+    proc = mnist_bench(tmp_path, override, *TINY[1:])
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    (line,) = error_lines(proc.stderr)
+    assert message in line, line
+    assert not (tmp_path / "~").exists()
+
+
 @pytest.mark.parametrize(
     "args,message",
     [
@@ -519,6 +573,43 @@ def test_a_hung_server_is_reported_within_seconds(tmp_path, mlflow_server):
         os.killpg(server.pid, signal.SIGCONT)
     out = finish(tmp_path, proc)
     assert proc.returncode == 0, out[-3000:]
+
+
+def test_credentials_of_every_shape_stay_out_of_a_servers_runs_and_the_console(
+    tmp_path, mlflow_server
+):
+    """A password holding "@" and ":" (clients split at the last "@"), through a real server
+    (it ignores basic auth): the sweep works, the secret is in no line printed, no stored
+    param or tag, no file the sweep or its report wrote; the link is the server's own UI."""
+    uri, _ = mlflow_server
+    secret = "pa@ss:w0rd"
+    with_secret = uri.replace("http://", f"http://user:{secret}@")
+    cmd = [
+        a for a in command(tmp_path, "-m", "seed=0,1", *TINY) if not a.startswith("tracking.uri")
+    ]
+    proc = subprocess.run([*cmd, f"tracking.uri='{with_secret}'"], cwd=tmp_path, env=ENV,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    printed = proc.stdout + proc.stderr
+    assert "pa@ss" not in printed and "w0rd" not in printed
+    assert f"MLflow runs: {uri}/#/experiments/" in proc.stdout and "mlflow ui" not in printed
+    report = subprocess.run(
+        [sys.executable, "-m", "bench.commands.report", "--tracking-uri", with_secret,
+         "--out", str(tmp_path / "reports"), "--with-paths"],
+        cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert "w0rd" not in report.stdout + report.stderr
+    runs = MlflowClient(uri).search_runs([MlflowClient(uri).get_experiment_by_name(
+        "mnist-bench").experiment_id])  # fmt: skip
+    assert len(runs) == 3
+    for r in runs:
+        assert "w0rd" not in repr(r.data.params) + repr(r.data.tags), r.info.run_name
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and p.suffix not in (".db", ".png",
+               ".npz", ".pkl", ".keras", ".log")]  # fmt: skip
+    assert any(p.name == "config.yaml" for p in written)
+    for p in written:
+        assert "w0rd" not in p.read_text(errors="replace"), p
 
 
 def test_an_artifact_root_under_a_file_is_refused_in_one_line(tmp_path):

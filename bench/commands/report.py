@@ -31,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
         help="keep absolute local paths (store, data, home folders) in the report",
     )
     args = parser.parse_args(argv)
+    if args.all and (args.sweep_id or args.filter):
+        parser.error("--all selects every run of the experiment: give it without --sweep-id "
+                     "or --filter")  # fmt: skip
     try:
         selection = select(args.tracking_uri, args.experiment, args.sweep_id, args.filter, args.all)
         findings = analyse(selection)
@@ -51,7 +54,7 @@ def refresh_parent(args, findings: Findings, report_dir: Path) -> None:
     """The reported sweep's parent run gets this report and its summary; a failure costs a
     warning, the report is written."""
     from bench.sweep.summary import publish
-    from bench.tracking.ui import run_link
+    from bench.tracking.ui import run_link, ui_of
 
     sweep_id = findings.selection.sweep_id
     try:
@@ -61,7 +64,8 @@ def refresh_parent(args, findings: Findings, report_dir: Path) -> None:
         print(f"warning: sweep {sweep_id}'s parent run not updated: {type(e).__name__}: {reason}",
               file=sys.stderr)  # fmt: skip
         return
-    print(f"updated the summary of sweep {sweep_id}: {run_link(experiment_id, parent)}")
+    link = run_link(experiment_id, parent, ui_of(args.tracking_uri))
+    print(f"updated the summary of sweep {sweep_id}: {link}")
 
 
 if __name__ == "__main__":

@@ -130,19 +130,22 @@ def main() -> None:
     SIGTERM or an error ends its parent run, and a job that did not finish exits 1."""
     import signal
 
-    from bench.job.extras import MissingExtra, check_extras
+    from bench.job.extras import BadChoice, MissingExtra, check_choices, check_extras
     from bench.sweep.callback import abort_sweep
     from bench.tracking.sweep_env import FAILURES
 
     try:
         check_extras(sys.argv[1:])
-    except MissingExtra as e:
+        check_choices(sys.argv[1:], CONF)
+    except (MissingExtra, BadChoice) as e:
         sys.exit(f"error: {e}")
     signal.signal(signal.SIGTERM, terminate)
     try:
         hydra_main()
     except KeyboardInterrupt as e:
         reason = str(e) or "interrupted (SIGINT)"
+        for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C waits: we are stopping
+            signal.signal(sig, signal.SIG_IGN)
         abort_sweep("KILLED", reason)
         print(f"error: {reason}", file=sys.stderr)
         sys.exit(130)

@@ -1,9 +1,13 @@
 """Optional engines stay optional: a command that asks for one whose extra is not installed
-stops with one line naming the extra, before Hydra's own lookup error."""
+stops with one line naming the extra, before Hydra's own lookup error; and a config group
+option that does not exist (`implementation=torch`) is one line naming the allowed ones, not
+Hydra's twelve."""
 
 from __future__ import annotations
 
 import importlib.util
+import re
+from pathlib import Path
 
 # override prefix -> (the module the option needs, the extra that installs it)
 EXTRAS = {
@@ -37,3 +41,26 @@ def check_extras(args: list[str]) -> None:
         for prefix, (module, extra) in EXTRAS.items():
             if arg.startswith(prefix) and not installed(module):
                 raise MissingExtra(missing_extra_message(arg, extra))
+
+
+class BadChoice(ValueError):
+    pass
+
+
+# `[+]group=a,b`: a plain choice or a comma-separated sweep of them (Hydra's other sweep
+# syntax, choice(...), range(...), globs and interpolations, is left to Hydra)
+CHOICE = re.compile(r"^\+{0,2}(?P<group>[a-z_]+)=(?P<values>[^\s=()\[\]{}*$'\"]+)$")
+
+
+def check_choices(args: list[str], conf: Path) -> None:
+    """Raise BadChoice for the first `group=option` override whose option has no file in
+    the config group (`conf/<group>/<option>.yaml`)."""
+    for arg in args:
+        match = CHOICE.match(arg)
+        if match is None or not (conf / match["group"]).is_dir():
+            continue
+        allowed = sorted(p.stem for p in (conf / match["group"]).glob("*.yaml"))
+        for value in match["values"].split(","):
+            if value not in allowed:
+                raise BadChoice(f"{arg}: {match['group']} {value!r} does not exist; allowed: "
+                                f"{', '.join(allowed)}")  # fmt: skip

@@ -13,16 +13,23 @@ import logging
 import re
 
 MASK = "***"
-# user:password@ after scheme://, also as Hydra prints an override (scheme\://user\:password@)
+# user:password@ after scheme://, also as Hydra prints an override (scheme\://user\:password@).
+# The password runs to the last "@" of the line that comes before another "://", as URI
+# parsers split it (it may hold "@", "/", ":" or a space): masking too much is the safe side.
 _USERINFO = re.compile(
-    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*\\?://)(?P<user>[^:/@\s\\]*)(?P<sep>\\?:)[^@/\s]*@"
+    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*\\?://)(?P<user>[^:/@\s\\]*)(?P<sep>\\?:)"
+    r"(?:(?!://)[^\n])*@"
 )
+# a user part alone can be a token (https://TOKEN@host): masked whole
+_TOKEN_USER = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*\\?://)[^:/@\s\\'\"]+@")
 _QUERY = re.compile(
-    r"(?P<key>[?&;](?:[\w.-]*(?:token|password|passwd|pwd|secret|api[_-]?key|auth)[\w.-]*)=)"
+    r"(?P<key>[?&;](?:[\w.-]*(?:token|pass|pwd|secret|key|auth|cred|sig)[\w.-]*)=)"
     r"[^&;\s'\"]*",
     re.IGNORECASE,
 )
-_ABSOLUTE = re.compile(r"(?:(?<=sqlite:///)|(?<=sqlite\\:///)|(?<![\w:/.~\\-]))/[^\s'\"|,;`]*")
+# an absolute path: after sqlite:///, or where a word starts (line start, space, quote, "=",
+# "(", ","), never inside a name such as "<b>x</b>"
+_ABSOLUTE = re.compile(r"(?:(?<=sqlite:///)|(?<=sqlite\\:///)|(?<![^\s'\"=(,]))/[^\s'\"|,;`]*")
 
 
 def redact(text: str) -> str:
@@ -30,6 +37,7 @@ def redact(text: str) -> str:
     if not isinstance(text, str):
         return text
     text = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}{m['sep']}{MASK}@", text)
+    text = _TOKEN_USER.sub(lambda m: f"{m['scheme']}{MASK}@", text)
     return _QUERY.sub(lambda m: f"{m['key']}{MASK}", text)
 
 

@@ -251,16 +251,21 @@ def _check_section(section: str, node) -> None:
         _like(f"{section}.{key}", node[key], default)
 
 
+def check_preset(preset) -> None:
+    """A preset names runs, files and folders: a plain name, never a path."""
+    if not isinstance(preset, str) or not SAFE_NAME.fullmatch(preset):
+        raise ConfigError(
+            f"preset={preset!r} is not a name; allowed: up to 100 letters, digits, '.', "
+            "'_', '-' (not first: '.', '-')"
+        )
+
+
 def check_top_level(cfg: DictConfig) -> None:
     """The top-level keys, the `train` section, the preset and optimized_metric."""
     defaults = primary_defaults()
     _check_keys("", cfg, [*defaults, *GROUPS, "hydra"])
     _check_section("train", cfg.train)
-    if not isinstance(cfg.preset, str) or not SAFE_NAME.fullmatch(cfg.preset):
-        raise ConfigError(
-            f"preset={cfg.preset!r} is not a name; allowed: letters, digits, '.', '_', '-' "
-            "(not first: '.', '-')"
-        )
+    check_preset(cfg.preset)
     metric = cfg.get("optimized_metric")
     if metric is not None and not isinstance(metric, str):
         raise ConfigError(f"optimized_metric={metric!r} must be a metric name or null")
@@ -276,8 +281,15 @@ def tracking_settings(tracking: DictConfig) -> TrackingSettings:
     name = tracking.experiment
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(f"tracking.experiment={name!r} must be a non-empty name")
+    if not name.isprintable() or len(name) > 200:  # it is printed in commands to paste
+        raise ConfigError(f"tracking.experiment={name!r} must be one line of up to 200 "
+                          "printable characters")  # fmt: skip
     if not isinstance(tracking.artifact_root, str) or not tracking.artifact_root:
         raise ConfigError(f"tracking.artifact_root={tracking.artifact_root!r} must be a path")
+    for key in ("uri", "artifact_root"):  # no shell here expands "~": it would name ./~
+        if re.search(r"(?:^|/)~", str(tracking[key] or "").split("://", 1)[-1]):
+            raise ConfigError(f"tracking.{key}={tracking[key]!r}: '~' is not expanded; write "
+                              "the path out (e.g. $HOME/...)")  # fmt: skip
     skip = tracking.get("skip_completed")
     if skip is not None and not isinstance(skip, bool):
         raise ConfigError(f"tracking.skip_completed={skip!r} must be true, false or null")

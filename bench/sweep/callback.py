@@ -24,7 +24,13 @@ from mlflow import MlflowClient
 from omegaconf import DictConfig
 
 from bench.job.redact import redact, redact_logs, redacted, scrub_files
-from bench.job.settings import ConfigError, TrackingSettings, config_hash, job_config
+from bench.job.settings import (
+    ConfigError,
+    TrackingSettings,
+    check_preset,
+    config_hash,
+    job_config,
+)
 from bench.job.settings import tracking_settings as checked_tracking
 from bench.tracking import sweep_env
 from bench.tracking.runs import process_tags
@@ -43,7 +49,7 @@ from bench.tracking.store import (
     tracking_uri,
 )
 from bench.tracking.sweep_env import FAILURES, SweepEnv
-from bench.tracking.ui import describe_experiment, run_link, sweep_varying
+from bench.tracking.ui import describe_experiment, run_link, sweep_varying, ui_of
 
 
 def sweep_grid(config: DictConfig) -> list[dict] | None:
@@ -56,10 +62,12 @@ def sweep_grid(config: DictConfig) -> list[dict] | None:
     parsed = OverridesParser.create().parse_overrides(params + list(config.hydra.overrides.task))
     jobs = BasicSweeper.split_arguments(parsed, None)[0]
     name = config.hydra.job.config_name
-    return [
-        {"overrides": job, "config_hash": config_hash(job_config(compose(name, job)))}
-        for job in jobs
-    ]
+    grid = []
+    for job in jobs:
+        resolved = job_config(compose(name, job))
+        check_preset(resolved.get("preset"))  # it names the parent run: refused before it
+        grid.append({"overrides": job, "config_hash": config_hash(resolved)})
+    return grid
 
 
 class MlflowSweepCallback(Callback):
@@ -93,7 +101,10 @@ def start_sweep(config: DictConfig) -> None:
         sys.exit(f"error: {e}")
     if not tracking.enabled:
         return
-    grid = sweep_grid(config)
+    try:
+        grid = sweep_grid(config)
+    except ConfigError as e:
+        sys.exit(f"error: {e}")
     if grid == []:
         sys.exit("error: the sweep has no jobs (a swept key with no values?)")
     try:
@@ -199,7 +210,8 @@ def sweep_end(tracking: TrackingSettings, sweep_id: str | None) -> None:
         from bench.sweep.summary import publish
 
         experiment_id, parent_id = publish(findings, uri, tracking.experiment)
-        print(f"MLflow sweep summary: {run_link(experiment_id, parent_id)}", flush=True)
+        link = run_link(experiment_id, parent_id, ui_of(uri))
+        print(f"MLflow sweep summary: {link}", flush=True)
     except Exception as e:  # noqa: BLE001
         print(f"(no MLflow summary for sweep {sweep_id}: {_why(e)})", flush=True)
 

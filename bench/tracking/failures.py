@@ -58,8 +58,8 @@ def reason_of(e: Exception) -> tuple[str, bool]:
     """The failure's one-line reason, and whether it is the user's to fix (no traceback)."""
     from mlflow.exceptions import MlflowException
 
-    if isinstance(e, MlflowException):  # the store failed under the run
-        return f"tracking store: {one_line(e)}", True
+    if isinstance(e, MlflowException) or type(e).__module__.startswith("sqlalchemy"):
+        return f"tracking store: {one_line(e)}", True  # the store failed under the run
     if isinstance(e, USER_ERRORS):
         return str(e), True
     return f"{type(e).__name__}: {e}", False

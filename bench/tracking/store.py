@@ -20,6 +20,7 @@ import os
 import re
 import signal
 import socket
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass
@@ -145,7 +146,21 @@ def sqlite_path(uri: str) -> Path | None:
     return Path(path[1:])  # sqlite:///rel/x.db -> rel/x.db, sqlite:////abs/x.db -> /abs/x.db
 
 
+def sqlite_tables(path: Path) -> set[str] | None:
+    """The tables of a SQLite file, read-only; None when it cannot be read now (locked)."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
+                                                timeout=5)) as db:  # fmt: skip
+            return {name for (name,) in db.execute("select name from sqlite_master")}
+    except sqlite3.Error:
+        return None
+
+
 def _check_sqlite_file(uri: str, path: Path, create: bool) -> None:
+    try:
+        path.exists()
+    except OSError as e:  # a name too long, a loop of links
+        raise TrackingError(f"tracking.uri={uri}: {path.name[:40]}...: {e.strerror}") from None
     if path.is_dir():
         raise TrackingError(f"tracking.uri={uri}: {path} is a directory, not a SQLite file")
     if path.exists():
@@ -158,6 +173,12 @@ def _check_sqlite_file(uri: str, path: Path, create: bool) -> None:
             raise TrackingError(f"tracking.uri={uri}: {path} is not a SQLite database")
         if not os.access(path, os.W_OK) and create:
             raise TrackingError(f"tracking.uri={uri}: {path} is not writable")
+        tables = sqlite_tables(path)
+        if tables and "experiments" not in tables:  # MLflow would migrate its tables into it
+            raise TrackingError(f"tracking.uri={uri}: {path} is a SQLite database of something "
+                                f"else ({', '.join(sorted(tables)[:3])}), not an MLflow store")  # fmt: skip
+        if tables == set() and not create:  # a read never turns an empty file into a store
+            raise StoreError(f"no MLflow store at {uri} ({path} holds no tables)")
         return
     if not create:
         raise StoreError(f"no MLflow store at {uri} ({path} does not exist)")
@@ -457,9 +478,16 @@ def config_runs(experiment_id: str, identity: str, finished_only: bool = False) 
                     what="read")  # fmt: skip
 
 
+def on_host(run: Run, host: str) -> bool:
+    """Whether the run ran on `host` (a run without the tag, from an old version, does)."""
+    return run.data.tags.get("host", host) == host
+
+
 def finished_runs(experiment_id: str, identity: str) -> list[Run]:
-    """Complete FINISHED runs of one config (is_complete), newest first."""
-    return [r for r in config_runs(experiment_id, identity, finished_only=True) if is_complete(r)]
+    """Complete FINISHED runs of one config (is_complete) on this host, newest first: a run
+    of another machine is another comparison, never one this host's sweep stands on."""
+    runs = config_runs(experiment_id, identity, finished_only=True)
+    return [r for r in runs if is_complete(r) and on_host(r, socket.gethostname())]
 
 
 def metric_values(run_id: str, key: str) -> list[float]:
@@ -559,16 +587,22 @@ def load_grid(parent: Run) -> dict | None:
 
 
 def grid_status(experiment_id: str, parent: Run, grid: dict) -> list[GridJob]:
-    """Each grid job with the run that stands for it: a FINISHED run of this sweep, else the
-    newest FINISHED run of the same config, else the newest run of it in any state."""
-    sweep_id = parent.data.tags.get("sweep_id")
+    """Each grid job with the run that stands for it: a FINISHED run of this sweep, else a
+    FINISHED run of the same config on the sweep's host (the newest one that existed when the
+    sweep ended: the one it skipped to; else the first one after: the one that filled the
+    hole), else the newest run of it in any state. So a sweep's report stays what its end
+    said, however many runs of its configs come later."""
+    sweep_id, host = parent.data.tags.get("sweep_id"), parent.data.tags.get("host")
+    ended = parent.info.end_time or float("inf")
     jobs = []
     for entry in grid["jobs"]:
         job = GridJob(entry["overrides"], entry["config_hash"])
         runs = config_runs(experiment_id, job.config_hash)
-        finished = [r for r in runs if is_complete(r)]
+        finished = [r for r in runs if is_complete(r) and (host is None or on_host(r, host))]
         own = [r for r in finished if r.data.tags.get("sweep_id") == sweep_id]
-        best = (own or finished or runs or [None])[0]
+        before = [r for r in finished if r.info.start_time <= ended]
+        after = [r for r in finished if r.info.start_time > ended][::-1]
+        best = (own or before or after or runs or [None])[0]
         if best is not None:
             job.status, job.run_id = best.info.status, best.info.run_id
             job.reason = best.data.tags.get("failure_reason", "")

@@ -66,6 +66,21 @@ def describe_experiment(experiment_id: str) -> None:
                 raise
 
 
+def ui_of(uri: str) -> str:
+    """Where a store's runs are seen: a tracking server serves its own UI (its address,
+    without credentials); any other store through `mlflow ui` (`make ui`) at UI."""
+    from urllib.parse import urlparse
+
+    url = urlparse(uri)
+    if url.scheme in ("http", "https"):
+        return (
+            f"{url.scheme}://{url.hostname}"
+            + (f":{url.port}" if url.port else "")
+            + url.path.rstrip("/")
+        )
+    return UI
+
+
 def runs_link(experiment_id: str, ui: str = UI) -> str:
     """The runs page itself (MLflow 3 would open the experiment on its GenAI overview)."""
     return f"{ui}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"

@@ -18,6 +18,7 @@ import time
 import numpy as np
 import pandas as pd
 
+from bench.data import DATASETS
 from bench.tracking import store
 from bench.tracking.runs import HistoryLost
 from bench.tracking.store import retrying
@@ -53,8 +54,9 @@ def description(job, metrics: dict[str, float], n_train: int | None) -> str:
     return ", ".join(parts)
 
 
-def per_class_table(predicted: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
-    """Per class: images, correct, accuracy, and the class it is most confused with."""
+def per_class_table(predicted: np.ndarray, labels: np.ndarray, names=None) -> pd.DataFrame:
+    """Per class (its label, and its name: "3", or Fashion-MNIST's "Dress"): images, correct,
+    accuracy, and the class it is most confused with."""
     rows = []
     for digit in range(int(max(labels.max(), predicted.max())) + 1):
         of = labels == digit
@@ -65,6 +67,7 @@ def per_class_table(predicted: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
         rows.append(
             {
                 "digit": digit,
+                "class": names[digit] if names is not None and digit < len(names) else str(digit),
                 "images": n,
                 "correct": correct,
                 "accuracy": correct / n if n else float("nan"),
@@ -137,11 +140,13 @@ class RunView:
         start = time.perf_counter()
         predicted, labels = result.predictions, result.labels
         table = "tables/per_class_accuracy.json"
-        retrying(client.log_table, run_id, per_class_table(predicted, labels), table, what="table")
+        names = DATASETS[job.data.name].class_names
+        per_class = per_class_table(predicted, labels, names)
+        retrying(client.log_table, run_id, per_class, table, what="table")
         run.expect(table)
         drawn = {
             "figures/learning_curves.png": figures.learning_curves(job, result.history),
-            "figures/confusion_matrix.png": figures.confusion_matrix(job, predicted, labels),
+            "figures/confusion_matrix.png": figures.confusion_matrix(job, predicted, labels, names),
         }
         for path, fig in drawn.items():
             retrying(client.log_figure, run_id, fig, path, what="figure")
@@ -149,9 +154,10 @@ class RunView:
             run.expect(path)
         if self.images is not None and (predicted != labels).any():
             with tempfile.TemporaryDirectory() as tmp:
-                title = f"{job.implementation}, seed {job.seed}: misclassified (true→predicted)"
+                title = (f"{job.implementation}, seed {job.seed}, {job.data.name}: "
+                         "misclassified (true→predicted)")  # fmt: skip
                 png = Path(tmp) / "misclassified.png"
-                figures.misclassified(self.images, labels, predicted, title, png)
+                figures.misclassified(self.images, labels, predicted, title, png, names=names)
                 retrying(client.log_artifact, run_id, str(png), "figures", what="figure")
                 run.expect("figures/misclassified.png")
         costs["overhead/figures_s"] = time.perf_counter() - start

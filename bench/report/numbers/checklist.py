@@ -10,8 +10,8 @@ from bench.report.numbers.stats import MIN_RUNS, ratio_interval, t_interval
 from bench.report.numbers.tables import PUBLISHED
 
 TUNING_MARKERS = ("optuna", "experiment=tune")
-ENVIRONMENT = ("tags.dataset_digest", "tags.host", "tags.device_name", "tags.git_commit",
-               "tags.git_dirty")  # fmt: skip
+ENVIRONMENT = ("tags.dataset_digest", "tags.host", "tags.device_name", "tags.cpu_model",
+               "tags.blas", "tags.threads", "tags.git_commit", "tags.git_dirty")  # fmt: skip
 SHORTENED = ("tags.dataset_digest", "tags.git_commit")
 
 
@@ -31,7 +31,7 @@ def fairness_warnings(runs: pd.DataFrame) -> list[tuple[str, str]]:
             if len(values) > 1:
                 differs = f"{col.removeprefix('params.')} differs: {', '.join(sorted(values))}"
                 warnings.append((preset, differs))
-        for tag in ("tags.threads", "tags.device", "tags.lockstep"):
+        for tag in ("tags.device", "tags.lockstep"):
             if tag in g and g[tag].nunique() > 1:
                 warnings.append((preset, f"{tag.removeprefix('tags.')} differs"))
         for tag in [*ENVIRONMENT, *sorted(c for c in g.columns if c.startswith("tags.version."))]:

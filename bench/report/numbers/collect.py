@@ -25,6 +25,9 @@ COMPARED_TAGS = (  # recorded by every run, so equal within a comparison
     "tags.dataset_digest",
     "tags.host",
     "tags.device_name",
+    "tags.cpu_model",
+    "tags.blas",
+    "tags.threads",
     "tags.device",
     "tags.git_commit",
     "tags.git_dirty",
@@ -96,10 +99,12 @@ def _select(experiment_id, experiment, sweep_id, filter_string, all_runs) -> Sel
     if jobs.empty:
         raise ReportError(f"no runs match sweep {sweep_id!r}")
     jobs = jobs.assign(run_name=jobs["tags.mlflow.runName"])
+    digest = hashlib.sha256((filter_string or "").encode()).hexdigest()[:8]
     if sweep_id:
         label, name = f"sweep {sweep_id}" + (f" ({'; '.join(notes)})" if notes else ""), sweep_id
+        if filter_string:  # a part of the sweep: its own folder, never the sweep's summary
+            label, name = f"{label}, filtered by {filter_string!r}", f"{name}-filter-{digest}"
     elif filter_string:
-        digest = hashlib.sha256(filter_string.encode()).hexdigest()[:8]
         label, name = f"filter {filter_string!r}", f"filter-{digest}"
     else:
         label, name = f"all runs of {experiment}", "all"
@@ -107,7 +112,8 @@ def _select(experiment_id, experiment, sweep_id, filter_string, all_runs) -> Sel
         counts = jobs["status"].value_counts()
         summary = ", ".join(f"{n} {s}" for s, n in counts.items())
         raise ReportError(f"{label}: no FINISHED run to report ({summary})")
-    return Selection(jobs.reset_index(drop=True), label, name, sweep_id or None, notes)
+    whole_sweep = (sweep_id or None) if not filter_string else None  # what refreshes a parent
+    return Selection(jobs.reset_index(drop=True), label, name, whole_sweep, notes)
 
 
 def sweep_jobs(
@@ -182,12 +188,15 @@ def what_differs(runs: pd.DataFrame, key: pd.Series) -> dict[str, str]:
     params = [c for c in runs.columns if c.startswith("params.") and c not in NOT_COMPARED
               and not c.startswith(SETTING_EXCLUDE)]  # fmt: skip
     columns = [*params, *(c for c in COMPARED_TAGS if c in runs), *arm_columns(runs)]
-    varying = [c for c in columns if runs[c].astype(str).nunique() > 1]
+    groups = dict(list(runs.groupby(key)))
+    values_of = lambda g, c: tuple(sorted(g[c].dropna().astype(str).unique()))  # noqa: E731
+    # what differs between comparisons, not between the implementations within each one
+    varying = [c for c in columns if len({values_of(g, c) for g in groups.values()}) > 1]
     out = {}
-    for k, g in runs.groupby(key):
+    for k, g in groups.items():
         facets = []
         for c in varying:
-            values = sorted(g[c].dropna().astype(str).unique())
+            values = list(values_of(g, c))
             name = c.removeprefix("params.").removeprefix("tags.")
             short = (
                 [v[:12] for v in values]

@@ -10,7 +10,7 @@ import pandas as pd
 
 from bench.report.numbers.checklist import fairness_warnings
 from bench.report.numbers.collect import Selection, comparison_keys, histories
-from bench.report.numbers.rows import per_run
+from bench.report.numbers.rows import group_names, per_run
 from bench.report.numbers.tables import summary_table
 from bench.report.numbers.verdicts import verdicts
 
@@ -40,6 +40,7 @@ class Findings:
 def analyse(selection: Selection) -> Findings:
     """Histories, per-run rows, verdicts and the summary of one selection, once."""
     runs = selection.runs.assign(comparison=comparison_keys(selection.runs))
+    runs = runs.assign(group=group_names(runs))
     selection = replace(selection, runs=runs)
     hist = histories(runs)
     rows = per_run(runs, hist)
@@ -52,5 +53,5 @@ def analyse(selection: Selection) -> Findings:
         rows=rows,
         verdicts=verdicts(finished),
         summary=summary_table(finished),
-        warnings=fairness_warnings(runs),
+        warnings=fairness_warnings(runs[runs.status == "FINISHED"]),  # what was compared
     )

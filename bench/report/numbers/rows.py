@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from bench.job.host import CONTENDED
+from bench.report.numbers.collect import what_differs
 
 THRESHOLDS = (0.95, 0.96, 0.97, 0.975, 0.98)
 
@@ -39,7 +40,9 @@ def per_run(runs: pd.DataFrame, hist: pd.DataFrame) -> pd.DataFrame:
         "comparison",
     ]
     out["setting"] = out.comparison.map(setting_id)
-    out["group"] = group_labels(out)
+    out["group"] = runs["group"].to_numpy() if "group" in runs else group_labels(out)
+    overrides = runs.get("tags.hydra_overrides", pd.Series("", index=runs.index))
+    out["overrides"] = overrides.fillna("").to_numpy()  # what a tutorial run changed of it
     out["dataset"] = runs.get("params.dataset.name", pd.Series("mnist", index=runs.index)).values
     for m in (
         "test_accuracy",
@@ -93,8 +96,25 @@ def setting_numbers(rows: pd.DataFrame) -> pd.Series:
     return number.astype(int)
 
 
+def group_names(runs: pd.DataFrame, longest: int = 48) -> pd.Series:
+    """Per run, the name of its comparison: its preset, and where the preset holds several
+    comparisons, what sets this one apart ("custom (train.batch_size=64)"), or "setting k"
+    (numbered as `rows.setting_numbers` does) where that is too long to read in a table row."""
+    names = runs["tags.preset"].astype(str)
+    for preset, g in runs.groupby("tags.preset"):
+        differs = what_differs(g, g.comparison)
+        number = {k: i + 1 for i, k in enumerate(sorted(g.comparison.map(setting_id).unique()))}
+        for key, facets in differs.items():
+            shown = facets if len(facets) <= longest else f"setting {number[setting_id(key)]}"
+            names = names.mask(runs.comparison == key, f"{preset} ({shown})")
+    return names
+
+
 def group_labels(rows: pd.DataFrame) -> pd.Series:
-    """Per row, its preset, with "(setting k)" where the preset holds several comparisons."""
+    """Per row, its comparison's name: the `group` it carries (group_names), else its preset,
+    with "(setting k)" where the preset holds several comparisons."""
+    if "group" in rows:
+        return rows.group
     settings = rows.setting if "setting" in rows else rows.comparison.map(setting_id)
     several = settings.groupby(rows.preset).transform("nunique") > 1
     number = setting_numbers(rows).astype(str)

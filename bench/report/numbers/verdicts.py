@@ -139,6 +139,8 @@ def verdicts(rows: pd.DataFrame) -> pd.DataFrame:
             if len(acc_a) == 0:
                 continue
             base = {"preset": preset, "setting": setting_id(key), "a": a, "b": b, "margin": np.nan}
+            if "group" in g:  # the comparison's name, for the tables that show the verdict
+                base["group"] = g.group.iloc[0]
             for quantity, column, missing in (
                 ("epoch_time", "steady_epoch_s", "one_epoch" if one_epoch else "epoch_times"),
                 ("time_to_target", "time_to_target_s", "validation"),
@@ -147,7 +149,7 @@ def verdicts(rows: pd.DataFrame) -> pd.DataFrame:
                 records.append({**base, "quantity": quantity, **cmp})
             cmp = accuracy_comparison(acc_a, acc_b)
             records.append({**base, "n": len(acc_a), "quantity": "test_accuracy", **cmp})
-    table = pd.DataFrame(records, columns=VERDICT_COLUMNS + ["margin", *REASONS])
+    table = pd.DataFrame(records, columns=VERDICT_COLUMNS + ["margin", "group", *REASONS])
     table = table.fillna(REASONS).astype({k: type(v) for k, v in REASONS.items()})
     table["verdict"] = [verdict_of(r) for r in table.itertuples()]
     return table

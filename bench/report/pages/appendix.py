@@ -11,7 +11,7 @@ import pandas as pd
 from bench.report.numbers.tables import determinism
 from bench.report.numbers.verdicts import pairs
 from bench.report.pages import fmt
-from bench.report.pages.front import overrides
+from bench.report.pages.front import PLACES, overrides
 from bench.report.pages.render import Code, Section
 from bench.tracking import store
 from bench.tracking.runs import REPEAT_TOLERANCE
@@ -151,8 +151,10 @@ def environment_section(runs: pd.DataFrame) -> Section:
     return Section("Environment per run group", [], [table], appendix=True)
 
 
-def commands_section(runs: pd.DataFrame, clean=str) -> Section:
-    """Each run's exact command, and each sweep's command as it was typed."""
+def commands_section(runs: pd.DataFrame, clean=str, with_places: bool = True) -> Section:
+    """Each run's exact command (without the local places its files went, unless
+    `with_places`: pasted elsewhere, a shortened path would make a store of its own), and each
+    sweep's command as it was typed (a record, paths shortened by `clean`)."""
     typed = []
     for experiment_id in runs.experiment_id.dropna().unique():
         for sweep_id in runs.get("tags.sweep_id", pd.Series(dtype=str)).dropna().unique():
@@ -163,7 +165,17 @@ def commands_section(runs: pd.DataFrame, clean=str) -> Section:
             if parent.data.tags.get("sweep_command"):
                 typed.append(f"{clean(parent.data.tags['sweep_command'])}  # sweep {sweep_id}")
     per_run = [
-        shlex.join(["mnist-bench", *(f"{k}={v}" for k, v in overrides(str(o)))]) + f"  # {name}"
+        shlex.join(
+            [
+                "mnist-bench",
+                *(
+                    f"{k}={v}"
+                    for k, v in overrides(str(o))
+                    if with_places or k.lstrip("+~") not in PLACES
+                ),
+            ]
+        )  # fmt: skip
+        + f"  # {name}"
         for name, o in sorted(zip(runs.run_name, runs.get("tags.hydra_overrides", "")))
     ]
     section = Section("Exact commands", appendix=True)

@@ -23,7 +23,7 @@ from bench.report.numbers import stats, tables
 from bench.report.numbers.checklist import checklist
 from bench.report.numbers.collect import ReportError
 from bench.report.numbers.findings import Findings
-from bench.report.numbers.rows import THRESHOLDS
+from bench.report.numbers.rows import THRESHOLDS, group_labels
 from bench.report.numbers.verdicts import VERDICT_COLUMNS
 from bench.report.pages import appendix, fmt, front, plots
 from bench.report.pages.render import Section, Table, write_html, write_markdown
@@ -49,8 +49,10 @@ def report_dir(out: str | Path, name: str) -> Path:
 
 
 def slug(group: str) -> str:
-    """A group's part of a file name: "compare (setting 2)" -> "compare_setting2"."""
-    return group.replace(" (setting ", "_setting").rstrip(")")
+    """A group's part of a file name: "compare (setting 2)" -> "compare_setting2",
+    "custom (train.batch_size=64)" -> "custom_train.batch_size-64"."""
+    name = group.replace(" (setting ", "_setting").replace(" (", "_").rstrip(")")
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "group"
 
 
 EXPECTED = ("config.yaml", "predictions.npz", "figures/learning_curves.png",
@@ -187,7 +189,7 @@ def build_report(findings: Findings, out_dir: Path, with_paths: bool = False) ->
         appendix.lockstep_section(runs, hist),
         appendix.determinism_section(runs),
         appendix.environment_section(runs),
-        appendix.commands_section(runs, clean),
+        appendix.commands_section(runs, clean, with_places=with_paths),
     ]
     title = f"mnist-bench report: {findings.label}"
     write_markdown(title, sections, out_dir / "report.md")
@@ -196,7 +198,8 @@ def build_report(findings: Findings, out_dir: Path, with_paths: bool = False) ->
 
 
 def _sentences(v: pd.DataFrame, quantity: str) -> list[str]:
-    return [f"{r.preset}: {verdict_sentence(r)}" for r in v[v.quantity == quantity].itertuples()]
+    v = v[v.quantity == quantity]
+    return [f"{group}: {verdict_sentence(r)}" for group, r in zip(group_labels(v), v.itertuples())]
 
 
 def speed_section(rows: pd.DataFrame, hist: pd.DataFrame, v: pd.DataFrame, out: Path) -> Section:

@@ -13,7 +13,7 @@ from bench.report.numbers import stats
 from bench.report.numbers.collect import what_differs
 from bench.report.numbers.rows import setting_id, setting_numbers
 from bench.report.numbers.stats import NO_DIFFERENCE
-from bench.report.numbers.tables import TOLERANCE, TUTORIAL_DATASET, reproduction
+from bench.report.numbers.tables import PUBLISHED, TOLERANCE, TUTORIAL_DATASET, reproduction
 from bench.report.pages import fmt
 from bench.report.pages.render import Box, Code, Section, Table
 from bench.report.pages.sentences import time_text, verdict_sentence
@@ -90,21 +90,30 @@ def _when(runs: pd.DataFrame) -> str:
     )
 
 
+def _seeds(n: int) -> str:
+    return f"{n} seed" + ("" if n == 1 else "s")
+
+
 def header_section(runs: pd.DataFrame, label: str, with_places: bool = False) -> Section:
     """Facts under the title, from the runs' tags: what, when, sweep, host, code, commands."""
     finished = runs[runs.status == "FINISHED"]
     compared = []
     for preset, g in runs.groupby("tags.preset", sort=True):
-        impls = sorted(g["tags.implementation"].dropna().unique(), key=impl_key)
-        seeds = sorted(g["params.seed"].dropna().astype(str).unique(), key=_seed_key)
-        compared.append(f"{preset}: {', '.join(impls)} x {len(seeds)} seed(s)")
+        seeds = g.groupby("tags.implementation")["params.seed"].nunique()
+        seeds = seeds.reindex(sorted(seeds.index, key=impl_key))
+        if seeds.nunique() == 1:
+            compared.append(f"{preset}: {', '.join(seeds.index)} x {_seeds(seeds.iloc[0])}")
+        else:  # say which implementation ran fewer seeds: only shared seeds are paired
+            each = ", ".join(f"{impl} x {_seeds(n)}" for impl, n in seeds.items())
+            compared.append(f"{preset}: {each}")
     commits = _tag(runs, "git_commit")
-    dirty = set(_tag(runs, "git_dirty"))
+    dirty = runs.get("tags.git_dirty", pd.Series(dtype=str)).dropna().astype(str)
     state = (
         "tree clean"
-        if dirty == {"false"}
+        if set(dirty) == {"false"}
         else "uncommitted changes in the tree"
-        if "true" in dirty
+        + ("" if (dirty == "true").all() else f" of {(dirty == 'true').sum()} of {len(dirty)} runs")
+        if "true" in set(dirty)
         else "tree state unknown"
     )
     threads = ", ".join(_tag(runs, "threads")) or "?"
@@ -294,8 +303,15 @@ def reproduction_section(rows: pd.DataFrame) -> Section:
     """Published tutorial accuracy against ours (mean with its interval) and the verdict."""
     repro = reproduction(rows)
     if repro.empty:
+        tutorials = sorted(set(rows.preset) & set(PUBLISHED))
         return Section(
-            "Reproduction of published results", ["No tutorial preset in this selection."]
+            "Reproduction of published results",
+            [
+                f"{', '.join(tutorials)}: not judged, no run on the tutorial's own dataset "
+                f"({TUTORIAL_DATASET})."
+                if tutorials
+                else "No tutorial preset in this selection."
+            ],  # fmt: skip
         )
     numbers = dict(zip(rows.comparison, setting_numbers(rows)))
     several = rows.groupby("preset").comparison.nunique()

@@ -4,14 +4,15 @@ the command that ran the benchmark also says what it found and where to look nex
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 
 from bench.job.redact import redact
-from bench.job.settings import TrackingSettings
+from bench.job.settings import CONF, TrackingSettings
 from bench.report.numbers.findings import Findings
 from bench.report.numbers.rows import group_labels
 from bench.report.pages.sentences import WORDS, estimate_text, verdict_text
 from bench.tracking.store import DEFAULT_URI
-from bench.tracking.ui import runs_link
+from bench.tracking.ui import runs_link, ui_of
 
 DEFAULT_EXPERIMENT = TrackingSettings.experiment
 HEADER = ("preset", "pair (a vs b)", "quantity", "b/a time or a-b accuracy [95% CI]", "n")
@@ -42,6 +43,16 @@ def verdict_table(v) -> str:
     )
 
 
+def serve_hint(uri: str) -> str:
+    """How to serve the UI the links point at: nothing for a tracking server (it serves its
+    own), `make ui` for the default store in the project's own folder, else `mlflow ui`."""
+    if uri.startswith(("http://", "https://")):
+        return ""
+    if uri == DEFAULT_URI and Path.cwd().resolve() == CONF.parent:  # the Makefile's folder
+        return " (make ui)"
+    return f" ({shlex.join(['mlflow', 'ui', '--backend-store-uri', uri, '--port', '5000'])})"
+
+
 def sweep_lines(
     findings: Findings, uri: str, sweep_id: str, experiment: str = DEFAULT_EXPERIMENT
 ) -> list[str]:
@@ -53,6 +64,7 @@ def sweep_lines(
         f"Verdicts of sweep {sweep_id} ({len(finished)} of {len(findings.rows)} runs finished; "
     ]
     lines[0] += "95% intervals over seeds, paired by seed):"
+    lines += [f"  ({note})" for note in findings.selection.notes]  # runs of another sweep
     if v.empty:
         lines.append("  no pair of implementations shares a seed: nothing to compare")
     else:
@@ -62,11 +74,9 @@ def sweep_lines(
         report += ["--tracking-uri", uri]
     if experiment != DEFAULT_EXPERIMENT:
         report += ["--experiment", experiment]
-    ui = ["mlflow", "ui", "--backend-store-uri", uri, "--port", "5000"]
     experiment_id = findings.runs.experiment_id.iloc[0]
     lines += [
         f"Report: {shlex.join(report)}",
-        f"MLflow runs: {runs_link(experiment_id)}"
-        + (" (make ui)" if uri == DEFAULT_URI else f" ({shlex.join(ui)})"),
+        f"MLflow runs: {runs_link(experiment_id, ui_of(uri))}" + serve_hint(uri),
     ]
     return [redact(line) for line in lines]
