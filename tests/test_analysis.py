@@ -485,3 +485,26 @@ def test_too_few_calm_seeds_make_no_speed_claim(compared):
     said = [sentences.reason_text(r) for r in speed.itertuples()]
     assert all(r == "host contended in 2 of 3 seeds: no claim" for r in said), said
     assert (v[v.quantity == "test_accuracy"].n == 3).all()
+
+
+def test_comparisons_are_named_by_what_sets_them_apart():
+    """Two batch sizes in one preset: each comparison is named by its batch size (what the
+    terminal table, the parent and the report's sentences show), not by a bare number."""
+    from bench.report.numbers.collect import comparison_keys
+    from bench.report.numbers.rows import group_names
+
+    runs = pd.DataFrame(
+        {
+            "tags.preset": ["custom"] * 4,
+            "tags.implementation": ["numpy", "jax", "numpy", "jax"],
+            "params.seed": ["0"] * 4,
+            "params.train.batch_size": ["64", "64", "128", "128"],
+        }
+    )
+    runs = runs.assign(comparison=comparison_keys(runs))
+    assert list(group_names(runs)) == [
+        "custom (train.batch_size=64)", "custom (train.batch_size=64)",
+        "custom (train.batch_size=128)", "custom (train.batch_size=128)",
+    ]  # fmt: skip
+    same = runs.assign(**{"params.train.batch_size": "64"})
+    assert set(group_names(same.assign(comparison=comparison_keys(same)))) == {"custom"}
