@@ -7,6 +7,8 @@ import numpy as np
 from mlflow import MlflowClient
 from scipy import stats
 
+from bench.tracking.names import stored
+
 CONTENDED = 0.25  # other processes' cores during an epoch that make it contended
 
 
@@ -15,7 +17,7 @@ def _steady(client: MlflowClient, run_id: str) -> tuple[float, bool]:
     every epoch 2+ was contended."""
 
     def series(key):
-        return {m.step: m.value for m in client.get_metric_history(run_id, key)}
+        return {m.step: m.value for m in client.get_metric_history(run_id, stored(key, True))}
 
     times, others, steal = (
         series("epoch_time_s"),
@@ -45,7 +47,7 @@ def speed_sentence(parent_run_id: str, a: str, b: str) -> str:
     logs = np.log([steady[b, s][0] / steady[a, s][0] for s in seeds])
     est = float(np.exp(logs.mean()))
     if contended and n - len(contended) < 3:
-        return f"{a} vs {b}: no significant difference, host contended in {len(contended)} of {n} seeds: no claim ({est:.2f}x; steady epoch, {n} seeds)"
+        return f"{a} vs {b}, steady epoch: not tested (host contended in {len(contended)} of {n} seeds; {est:.2f}x)"
     half = stats.t.ppf(0.975, n - 1) * logs.std(ddof=1) / np.sqrt(n)
     low, high = np.exp(logs.mean() - half), np.exp(logs.mean() + half)
     what = f"steady epoch, {n} seeds"

@@ -13,7 +13,7 @@ from bench.report.numbers import stats as analysis
 from bench.report.numbers.collect import Selection
 from bench.report.numbers.findings import Findings
 from bench.report.numbers.rows import THRESHOLDS, per_run
-from bench.report.numbers.stats import NO_DIFFERENCE
+from bench.report.numbers.stats import NO_DIFFERENCE, NOT_TESTED
 from bench.report.numbers.tables import agreement, summary_table
 from bench.report.pages import assemble, sentences
 
@@ -114,7 +114,7 @@ def test_censored_median_counts_never_reached_as_infinite():
         (1.0, 2.0, NO_DIFFERENCE),  # touching 1 does not exclude it
         (0.5, 0.9999, "slower"),
         (0.5, 1.0, NO_DIFFERENCE),
-        (np.nan, np.nan, NO_DIFFERENCE),  # one run: no interval, no claim
+        (np.nan, np.nan, NOT_TESTED),  # one run: no interval, nothing tested
     ],
 )
 def test_speed_verdict_needs_an_interval_that_excludes_one(low, high, word):
@@ -130,7 +130,7 @@ def test_speed_verdict_needs_an_interval_that_excludes_one(low, high, word):
         (0.1, 0.5, "more accurate"),
         (-0.5, -0.1, "less accurate"),
         (0.0, 0.5, NO_DIFFERENCE),
-        (np.nan, np.nan, NO_DIFFERENCE),
+        (np.nan, np.nan, NOT_TESTED),
     ],
 )
 def test_accuracy_verdict_at_its_boundaries(low, high, word):
@@ -261,7 +261,7 @@ def test_a_censored_time_to_target_gives_no_interval_and_no_claim(compared):
     censored = row["numpy", "keras", "time_to_target"]
     assert np.isnan(censored.ci_low) and np.isnan(censored.ci_high)
     assert censored.estimate == 9.0 / 5.0  # medians with the censored run as +inf: 9 / 5
-    assert censored.verdict == NO_DIFFERENCE
+    assert censored.verdict == NOT_TESTED
     assert (censored.reached_a, censored.runs_a, censored.reached_b, censored.runs_b) == (
         3,
         3,
@@ -272,7 +272,7 @@ def test_a_censored_time_to_target_gives_no_interval_and_no_claim(compared):
     whole = table[
         (table.a == "numpy") & (table.b == "keras") & (table.quantity == "time_to_target")
     ]
-    assert "(numpy 3/3, keras 2/3 reached)" in sentences.reason_text(whole.iloc[0])
+    assert sentences.reason_text(whole.iloc[0]) == "not every run reached it: numpy 3/3, keras 2/3"
     reached = row["numpy", "tf_tape", "time_to_target"]
     assert reached.estimate == pytest.approx(1.0) and reached.verdict == NO_DIFFERENCE
 
@@ -284,11 +284,9 @@ def test_one_paired_run_has_no_interval_and_says_so():
     )
     table = verdicts.verdicts(rows)
     assert (table.n == 1).all() and table[["ci_low", "ci_high"]].isna().all().all()
-    assert (table.verdict == NO_DIFFERENCE).all()
+    assert (table.verdict == NOT_TESTED).all()
     speed, target, _ = (sentences.verdict_sentence(r) for r in table.itertuples())
-    assert speed == (
-        "numpy vs keras: no significant difference, 1 run: no interval (4.00x; steady epoch, 1 seed)"
-    )
+    assert speed == "numpy vs keras, steady epoch: not tested (1 seed; 4.00x)"
     assert target == "numpy vs keras, time to target: no validation set"
 
 
@@ -297,10 +295,9 @@ def test_when_no_run_reaches_the_target_the_sentence_says_so_without_a_ratio():
     rows = rows_of(*trio("keras", [2, 2, 2], target=never), *trio("numpy", [1, 1, 1], target=never))
     table = verdicts.verdicts(rows)
     row = table[table.quantity == "time_to_target"].iloc[0]
-    assert np.isnan(row.estimate) and row.verdict == NO_DIFFERENCE
+    assert np.isnan(row.estimate) and row.verdict == NOT_TESTED
     assert sentences.verdict_sentence(row) == (
-        "numpy vs keras: no significant difference, no run reached it "
-        "(numpy 0/3, keras 0/3 reached): no interval (time to target, 3 seeds)"
+        "numpy vs keras, time to target: not tested (no run reached it: numpy 0/3, keras 0/3)"
     )
 
 
@@ -358,7 +355,8 @@ def test_written_tables(compared, tmp_path):
     assert list(written.columns) == verdicts.VERDICT_COLUMNS
     assert len(written) == 3 * 3  # pairs x quantities
     assert set(written.verdict) <= {
-        "faster", "slower", "more accurate", "less accurate", NO_DIFFERENCE, "equivalent"
+        "faster", "slower", "more accurate", "less accurate", NO_DIFFERENCE, "equivalent",
+        NOT_TESTED,
     }  # fmt: skip
     summary = pd.read_csv(s_path)
     assert summary.implementation.tolist() == ["numpy", "tf_tape", "keras"]
@@ -480,10 +478,10 @@ def test_too_few_calm_seeds_make_no_speed_claim(compared):
     rows = compared.assign(all_contended=lambda d: d.seed != 0)
     v = verdicts.verdicts(rows)
     speed = v[v.quantity == "epoch_time"]
-    assert speed.ci_low.isna().all() and (speed.verdict == "no significant difference").all()
+    assert speed.ci_low.isna().all() and (speed.verdict == NOT_TESTED).all()
     assert (speed.contended == 2).all() and (speed.set_aside == 0).all()
     said = [sentences.reason_text(r) for r in speed.itertuples()]
-    assert all(r == "host contended in 2 of 3 seeds: no claim" for r in said), said
+    assert all(r == "host contended in 2 of 3 seeds" for r in said), said
     assert (v[v.quantity == "test_accuracy"].n == 3).all()
 
 
@@ -508,3 +506,30 @@ def test_comparisons_are_named_by_what_sets_them_apart():
     ]  # fmt: skip
     same = runs.assign(**{"params.train.batch_size": "64"})
     assert set(group_names(same.assign(comparison=comparison_keys(same)))) == {"custom"}
+
+
+def test_mcnemar_over_seeds_pools_the_discordant_images_as_one_binomial():
+    """Reference: scipy's exact binomial test of 30 of 45 discordant images at 1/2."""
+    from scipy.stats import binomtest
+
+    assert analysis.pooled_mcnemar_p([10, 12, 8], [5, 6, 4]) == pytest.approx(
+        binomtest(30, 45, 0.5).pvalue
+    )
+    assert analysis.pooled_mcnemar_p([0], [0]) == 1.0
+
+
+def test_agreement_over_seeds_counts_every_shared_seed():
+    from bench.report.numbers.tables import agreement_over_seeds
+
+    labels = np.array([0, 1, 2, 3])
+    by_seed = {
+        0: {"numpy": (np.array([0, 1, 2, 0]), labels), "keras": (np.array([0, 1, 0, 3]), labels)},
+        1: {"numpy": (np.array([0, 1, 2, 3]), labels), "keras": (np.array([0, 0, 2, 3]), labels)},
+        2: {"numpy": (np.array([0, 1, 2, 3]), labels)},  # keras did not run seed 2
+    }
+    row = agreement_over_seeds(by_seed).iloc[0]
+    assert (row.A, row.B, row.seeds) == ("numpy", "keras", 2)
+    assert row.agree == pytest.approx((0.5 + 0.75) / 2)
+    assert (row["only A right"], row["only B right"]) == (1.0, 0.5)  # (1+1)/2, (1+0)/2
+    assert row["McNemar p"] == pytest.approx(analysis.pooled_mcnemar_p([1, 1], [1, 0]))
+    assert row["p < 0.05 in"] == "0 of 2 seeds"

@@ -16,6 +16,7 @@ from mlflow import MlflowClient
 
 from bench.commands.train import run
 from bench.job.settings import ConfigError, job_from_config
+from bench.tracking.names import stored
 from bench.tracking.sweep_env import FAILURES
 from tests.conftest import ROOT
 from tests.helpers import NAMES
@@ -107,15 +108,17 @@ def test_sweep_over_implementations_is_fully_tracked(tmp_path):
             "initial_val_loss",
             "initial_val_accuracy",
         ):
-            assert np.isfinite(metrics[key]), key
-        assert metrics["initial_val_accuracy"] < 0.3 < metrics["test_accuracy"]
+            assert np.isfinite(metrics[stored(key, per_epoch=False)]), key
+        assert metrics["final/initial_val_accuracy"] < 0.3 < metrics["final/test_accuracy"]
         # overhead_s: the run's seconds outside its epochs, its framework import (before the
         # run exists) and its model logging; with the epochs and the model it accounts for the
         # run's wall time, up to what it spends before the run is created and after its last
         # measured write
-        accounted = sum(metrics[k] for k in ("train_time_s", "overhead_s", "overhead/model_s"))
+        accounted = sum(
+            metrics[k] for k in ("final/train_time_s", "job/overhead_s", "overhead/model_s")
+        )
         wall = (r.info.end_time - r.info.start_time) / 1000
-        assert metrics["overhead_s"] > 0 and abs(accounted - wall) < 1.5, (accounted, wall)
+        assert metrics["job/overhead_s"] > 0 and abs(accounted - wall) < 1.5, (accounted, wall)
         for key in (
             "train_loss",
             "train_accuracy",
@@ -124,12 +127,12 @@ def test_sweep_over_implementations_is_fully_tracked(tmp_path):
             "epoch_time_s",
             "eval_time_s",
         ):
-            history = client.get_metric_history(r.info.run_id, key)
+            history = client.get_metric_history(r.info.run_id, f"epoch/{key}")
             assert [m.step for m in history] == [1, 2], key
-        last = client.get_metric_history(r.info.run_id, "train_accuracy")[-1].value
-        assert metrics["final_train_accuracy"] == last  # the last epoch's, as Keras reports
+        last = client.get_metric_history(r.info.run_id, "epoch/train_accuracy")[-1].value
+        assert metrics["final/final_train_accuracy"] == last  # the last epoch's, as Keras reports
         losses[tags["implementation"]] = [
-            m.value for m in client.get_metric_history(r.info.run_id, "train_loss")
+            m.value for m in client.get_metric_history(r.info.run_id, "epoch/train_loss")
         ]
         artifacts = {a.path for a in client.list_artifacts(r.info.run_id)}
         assert {"config.yaml", "predictions.npz"} <= artifacts
@@ -141,11 +144,11 @@ def test_sweep_over_implementations_is_fully_tracked(tmp_path):
     np.testing.assert_allclose(losses["numpy"], losses["tf_tape"], rtol=1e-4)
     # startup (command to first epoch) belongs to the process's first job only
     first, *later = sorted(children, key=lambda r: r.info.start_time)
-    assert 0 < first.data.metrics["startup_s"] < 120
-    assert not any("startup_s" in r.data.metrics for r in later)
+    assert 0 < first.data.metrics["job/startup_s"] < 120
+    assert not any("job/startup_s" in r.data.metrics for r in later)
     # TensorFlow's import belongs to the job that brought it (numpy's job runs first)
     imports = {
-        r.data.tags["implementation"]: r.data.metrics["framework_import_s"] for r in children
+        r.data.tags["implementation"]: r.data.metrics["job/framework_import_s"] for r in children
     }
     assert imports["numpy"] < 1.0 < imports["tf_tape"], imports
     np.testing.assert_allclose(losses["numpy"], losses["keras"], rtol=1e-4)
@@ -164,7 +167,7 @@ def test_divergence_fails_that_run_and_the_sweep_goes_on(tmp_path):
     bad = runs["1000000.0"]
     assert bad.info.status == "FAILED"
     assert bad.data.tags["failure_reason"].startswith("diverged at epoch 1")
-    assert len(MlflowClient().get_metric_history(bad.info.run_id, "train_loss")) == 1
+    assert len(MlflowClient().get_metric_history(bad.info.run_id, "epoch/train_loss")) == 1
 
 
 def test_bad_data_ends_the_run_failed_with_the_loaders_message(tmp_path):

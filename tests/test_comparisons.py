@@ -92,11 +92,12 @@ def test_one_epoch_runs_make_no_speed_claim(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "one epoch per run: no steady epoch" in proc.stdout  # the sweep's own table
     runs = [r for r in runs_of(tmp_path) if "sweep_parent" not in r.data.tags]
-    assert not any("steady_epoch_time_s" in r.data.metrics for r in runs)
+    assert all("final/test_accuracy" in r.data.metrics for r in runs)  # finished, prefixed
+    assert not any("final/steady_epoch_time_s" in r.data.metrics for r in runs)
     report(tmp_path, "--name", "r")
     verdicts = pd.read_csv(tmp_path / "reports" / "r" / "verdicts.csv")
     speed = verdicts[verdicts.quantity == "epoch_time"].iloc[0]
-    assert pd.isna(speed.estimate) and speed.verdict == "no significant difference"
+    assert pd.isna(speed.estimate) and speed.verdict == "not tested"
     key = section((tmp_path / "reports" / "r" / "report.md").read_text(), "Verdicts")
     assert "x slower" not in key and "| fastest |" not in key
 
@@ -122,7 +123,7 @@ def test_a_resumed_sweep_keeps_its_outcome_and_names_the_runs_of_the_other_sweep
     md = (tmp_path / "reports" / "first" / "report.md").read_text()
     assert f"1 runs from later sweep {second_id}: numpy-s1" in md.splitlines()[0]
     note = MlflowClient().get_run(first.info.run_id).data.tags["mlflow.note.content"]
-    assert note.startswith(f"### Sweep {first_id} (KILLED):")
+    assert note.startswith(f"**Sweep {first_id} (KILLED)**:")
     assert "**Outcome:** interrupted (SIGINT)" in note and f"later sweep {second_id}" in note
     assert "updated the summary" in out.stdout
 

@@ -170,7 +170,7 @@ def test_make_ui_prints_the_runs_page_and_serves_the_ui(tmp_path):
     try:
         first = proc.stdout.readline()
         assert first.startswith(f"MLflow runs: http://127.0.0.1:{port}/#/experiments/"), first
-        assert first.strip().endswith("/runs?workflowType=machine_learning")
+        assert first.strip().endswith("&workflowType=machine_learning"), first
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:

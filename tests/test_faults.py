@@ -94,7 +94,7 @@ class StoreLock:
         self.conn.close()
 
 
-def history(run, key="train_loss") -> list[int]:
+def history(run, key="epoch/train_loss") -> list[int]:
     return sorted(m.step for m in MlflowClient().get_metric_history(run.info.run_id, key))
 
 
@@ -285,7 +285,8 @@ def test_a_large_first_step_the_network_recovers_from_is_not_divergence(tmp_path
     (run,) = jobs_of(tmp_path)
     assert run.info.status == "FINISHED"
     assert (
-        max(m.value for m in MlflowClient().get_metric_history(run.info.run_id, "train_loss")) > 23
+        max(m.value for m in MlflowClient().get_metric_history(run.info.run_id, "epoch/train_loss"))
+        > 23
     )
 
 
@@ -531,7 +532,9 @@ def test_a_server_restarted_mid_run_loses_nothing(tmp_path):
         client, runs = server_runs(uri)
         (run,) = runs
         assert run.info.status == "FINISHED"
-        steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "train_loss"))
+        steps = sorted(
+            m.step for m in client.get_metric_history(run.info.run_id, "epoch/train_loss")
+        )
         assert steps == list(range(1, 41))
     finally:
         servers.stop_server(server)

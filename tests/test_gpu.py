@@ -40,4 +40,4 @@ def test_gpu_run_is_tracked_with_its_gpu(tmp_path):
     tags, metrics = run.data.tags, run.data.metrics
     assert tags["device"] == "gpu" and tags["device_name"] != "none"
     assert tags["gpu_driver"] and tags["cuda_version"]
-    assert metrics["gpu_peak_mb"] > 0 and metrics["test_accuracy"] > 0.8
+    assert metrics["job/gpu_peak_mb"] > 0 and metrics["final/test_accuracy"] > 0.8

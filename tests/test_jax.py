@@ -27,13 +27,13 @@ def test_jax_joins_the_compare_sweep_in_lockstep(tmp_path):
     assert sorted(runs) == ["jax", "keras", "numpy", "tf_tape"]
     client = MlflowClient()  # on the store runs_of opened
     losses = {
-        name: [m.value for m in sorted(client.get_metric_history(r.info.run_id, "train_loss"), key=lambda m: m.step)]
+        name: [m.value for m in sorted(client.get_metric_history(r.info.run_id, "epoch/train_loss"), key=lambda m: m.step)]
         for name, r in runs.items()
     }  # fmt: skip
     for name, curve in losses.items():
         assert len(curve) == 3
         np.testing.assert_allclose(curve, losses["jax"], rtol=1e-3, err_msg=name)
-    accuracy = {name: r.data.metrics["test_accuracy"] for name, r in runs.items()}
+    accuracy = {name: r.data.metrics["final/test_accuracy"] for name, r in runs.items()}
     floor = 1.96 * np.sqrt(2 * accuracy["jax"] * (1 - accuracy["jax"]) / 10_000)
     assert max(accuracy.values()) - min(accuracy.values()) <= floor, accuracy
     tags = runs["jax"].data.tags

@@ -26,7 +26,11 @@ def test_joblib_sweep_loses_no_run_and_no_metric_point(tmp_path):
     client = MlflowClient()
     for r in jobs:
         for key in ("train_loss", "val_accuracy", "epoch_time_s"):
-            assert [m.step for m in client.get_metric_history(r.info.run_id, key)] == [1, 2, 3]
+            assert [m.step for m in client.get_metric_history(r.info.run_id, f"epoch/{key}")] == [
+                1,
+                2,
+                3,
+            ]
         # 4 jobs side by side share the 2-thread budget: the params keep the configured
         # budget (the run's identity), the threads tag records what the job had
         assert r.data.params["train.threads"] == "2" and r.data.tags["threads"] == "1"

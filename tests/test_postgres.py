@@ -24,7 +24,10 @@ from tests.servers import free_port
 from tests.test_app import ENV, command
 
 TINY = ["implementation=numpy", "dataset.n_train=1000", "train.epochs=2"]
-PER_EPOCH = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "epoch_time_s")
+PER_EPOCH = tuple(
+    f"epoch/{k}"
+    for k in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "epoch_time_s")
+)
 
 
 def pg_bin(name: str) -> str | None:
@@ -117,7 +120,7 @@ def assert_all_landed(uri: str, jobs: int, parents: int) -> None:
         for key in PER_EPOCH:
             steps = sorted(m.step for m in client.get_metric_history(r.info.run_id, key))
             assert steps == [1, 2], (r.info.run_name, key, steps)
-        assert "test_accuracy" in r.data.metrics
+        assert "final/test_accuracy" in r.data.metrics
 
 
 def test_two_sweeps_at_once_through_a_server_on_postgres(tmp_path, server_on_postgres):
@@ -151,7 +154,7 @@ def test_a_sweep_straight_on_postgres(tmp_path, postgres):
     assert {r.info.status for r in runs} == {"FINISHED"} and len(runs) == 3  # 2 jobs, 1 parent
     for r in runs:
         if "sweep_parent" not in r.data.tags:
-            steps = MlflowClient().get_metric_history(r.info.run_id, "train_loss")
+            steps = MlflowClient().get_metric_history(r.info.run_id, "epoch/train_loss")
             assert sorted(m.step for m in steps) == [1, 2]
 
 

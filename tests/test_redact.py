@@ -21,6 +21,7 @@ from bench.job.redact import redact, without_paths
         ("https://h/x?token=abc&password=def", "https://h/x?token=***&password=***"),
         ("sqlite:////tmp/x.db and http://127.0.0.1:5000/#/e/1", "sqlite:////tmp/x.db and http://127.0.0.1:5000/#/e/1"),
         ("postgresql://u:p@h/db http://127.0.0.1:5000/#/x", "postgresql://u:***@h/db http://127.0.0.1:5000/#/x"),
+        ("/#/e/1/runs?viewStateShareKey=key-numbers&api_key=K", "/#/e/1/runs?viewStateShareKey=key-numbers&api_key=***"),  # the UI's view id
     ],
 )  # fmt: skip
 def test_credentials_are_masked(text, masked):

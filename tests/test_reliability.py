@@ -63,7 +63,7 @@ def running_with_epochs(epochs: int, finished: int = 0):
         runs = client.search_runs([experiment_id], "tags.config_hash != ''")
         done = [r for r in runs if r.info.status == "FINISHED"]
         return len(done) >= finished and any(
-            len(client.get_metric_history(r.info.run_id, "train_loss")) >= epochs
+            len(client.get_metric_history(r.info.run_id, "epoch/train_loss")) >= epochs
             for r in runs
             if r.info.status == "RUNNING"
         )
@@ -95,7 +95,7 @@ def test_signal_during_an_epoch_kills_the_run_and_keeps_its_epochs(tmp_path, sig
     assert run.data.tags["failure_reason"] == reason
     printed = len(re.findall(r"epoch \d+/300", (tmp_path / "out.log").read_text()))
     assert printed >= 2
-    assert len(MlflowClient().get_metric_history(run.info.run_id, "train_loss")) == printed
+    assert len(MlflowClient().get_metric_history(run.info.run_id, "epoch/train_loss")) == printed
 
 
 def test_sigkilled_sweep_resumes_to_one_finished_run_per_config(tmp_path):

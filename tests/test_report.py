@@ -46,8 +46,10 @@ PAIRS = [("numpy", "tf_tape"), ("numpy", "keras"), ("tf_tape", "keras")]
 
 
 def agrees_with_interval(r, margin: float) -> bool:
-    """The verdict word follows from the interval alone (NaN bounds: no difference)."""
+    """The verdict word follows from the interval alone (NaN bounds: not tested)."""
     low, high = r.ci_low, r.ci_high
+    if np.isnan(low) or np.isnan(high):
+        return r.verdict == "not tested"
     if r.quantity == "test_accuracy":
         expected = (
             "equivalent"
@@ -95,8 +97,11 @@ def test_report_files_table_and_numbers(swept):
     key = [line.split(" | ") for line in verdicts_md.splitlines() if line.startswith("| ")][1:]
     assert [row[0].strip("| ") for row in key] == ["numpy", "tf_tape", "keras"]
     for row in key:
-        assert re.fullmatch(r"\d+\.\d\d% \[\d+\.\d\d, \d+\.\d\d\]", row[2]), row
-        assert re.fullmatch(r"[\d,]+", row[5]), row
+        assert re.fullmatch(r"\d+\.\d\d% \[\d+\.\d\d, \d+\.\d\d\]", row[3]), row
+        assert re.fullmatch(r"[\d,]+", row[4]), row  # steady samples/s
+    header = [line for line in verdicts_md.splitlines() if line.startswith("| ")][0]
+    assert header.startswith("| implementation | speed | steady epoch [95% CI] |"), header
+    assert "steady samples/s (median) | first epoch (median)" in header
     # the speed column says what the paired verdicts say: a fastest only where one is faster
     # than every other implementation by its verdict
     speed = pd.read_csv(out / "verdicts.csv").query("quantity == 'epoch_time'")
@@ -108,13 +113,13 @@ def test_report_files_table_and_numbers(swept):
     for row in key:
         impl = row[0].strip("| ")
         if not best:
-            assert row[3] == "no fastest (see the verdicts)", row
+            assert row[1] == "no fastest (see the verdicts)", row
         elif impl == best[0]:
-            assert row[3] == "fastest", row
+            assert row[1] == "fastest", row
         else:
             pair = speed[speed.a.isin([impl, best[0]]) & speed.b.isin([impl, best[0]])].iloc[0]
             ratio = pair.estimate if pair.a == best[0] else 1 / pair.estimate
-            assert row[3] == f"{ratio:.2f}x slower (paired)", row
+            assert row[1] == f"{ratio:.2f}x slower (paired)", row
     assert not re.search(r"\d\.?\d*e[+-]\d", md), "scientific notation in the report"
 
     # verdicts.csv: every pair and quantity once, each word what its interval says
@@ -137,7 +142,7 @@ def test_report_files_table_and_numbers(swept):
     assert (v.preset == "custom").all() and (v.n == 2).all()
     accuracy = {r.data.tags["implementation"]: [] for r in runs}
     for r in runs:
-        accuracy[r.data.tags["implementation"]].append(r.data.metrics["test_accuracy"])
+        accuracy[r.data.tags["implementation"]].append(r.data.metrics["final/test_accuracy"])
     for r in v.itertuples():
         margin = equivalence_margin(float(np.mean(accuracy[r.a] + accuracy[r.b])))
         assert agrees_with_interval(r, margin), r
@@ -148,13 +153,14 @@ def test_report_files_table_and_numbers(swept):
         said = {
             "faster": f"{r.a} {r.estimate:.2f}x faster than {r.b} ",
             "slower": f"{r.b} {1 / r.estimate:.2f}x faster than {r.a} ",
-            NO_DIFFERENCE: f"{r.a} vs {r.b}: {NO_DIFFERENCE}",  # (interval) or, why none
+            NO_DIFFERENCE: f"{r.a} vs {r.b}: {NO_DIFFERENCE}",  # (interval)
+            "not tested": f"{r.a} vs {r.b}, steady epoch: not tested",  # (why none)
         }[r.verdict]
         assert sum(said in line and "steady epoch" in line for line in box) == 1, (said, box)
     summary = pd.read_csv(out / "summary.csv")
     assert list(summary.implementation) == ["numpy", "tf_tape", "keras"]
     assert (summary.runs == 2).all()
-    overheads = [r.data.metrics["overhead_s"] for r in runs]  # each run's, the median per row
+    overheads = [r.data.metrics["job/overhead_s"] for r in runs]  # each run's, the median per row
     assert summary.overhead_s_median.between(min(overheads), max(overheads)).all()
 
     # the checklist is computed, with what it found
@@ -176,7 +182,7 @@ def test_report_files_table_and_numbers(swept):
     for r in runs:
         for k in ("test_accuracy", "train_time_s", "samples_per_s"):
             assert csv.loc[r.info.run_id, f"metrics.{k}"] == pytest.approx(
-                r.data.metrics[k], rel=1e-12
+                r.data.metrics[f"final/{k}"], rel=1e-12
             )
 
 
@@ -191,7 +197,7 @@ def test_sweep_ends_with_its_verdicts_and_links(swept, tmp_path_factory):
     assert f"Report: mnist-bench-report --sweep-id {sweep_id} --tracking-uri {uri}" in stdout
     link = (
         f"MLflow runs: http://127.0.0.1:5000/#/experiments/{parent.info.experiment_id}"
-        "/runs?workflowType=machine_learning"
+        "/runs?viewStateShareKey=key-numbers&workflowType=machine_learning"
     )
     assert link in stdout
     name = "terminal"
@@ -206,7 +212,8 @@ def test_sweep_ends_with_its_verdicts_and_links(swept, tmp_path_factory):
             if re.match(rf"\s+custom\s+{r.a} vs {r.b}\s+{quantity}\s", line)
         ]
         assert len(lines) == 1, (r, stdout[-3000:])
-        word = r.verdict if r.verdict in ("equivalent", NO_DIFFERENCE) else f"{r.a} {r.verdict}"
+        plain = ("equivalent", NO_DIFFERENCE, "not tested")
+        word = r.verdict if r.verdict in plain else f"{r.a} {r.verdict}"
         assert lines[0].rstrip().endswith(f"  {word}"), lines[0]
 
 
@@ -283,3 +290,33 @@ def test_markdown_shows_names_from_mlflow_as_text_never_as_html(tmp_path):
     prose = re.sub(r"```.*?```", "", md, flags=re.S)
     assert "<img" not in prose and prose.count("&lt;img") == 7
     assert f"mnist-bench # {evil}" in md and "| < 0.001 |" in md
+
+
+def test_time_to_accuracy_axis_reads_plain_seconds(tmp_path):
+    """A log axis labelled 1, 2, 5, 10, never "6x10^0"."""
+    import pandas as pd
+
+    from bench.report.numbers.rows import THRESHOLDS
+    from bench.report.pages import plots
+
+    rows = pd.DataFrame(
+        [{"group": "compare", "implementation": impl, **{f"to_{t:.3g}": (i + 1) * 3.0 * (k + 1)
+          for k, t in enumerate(THRESHOLDS)}} for i, impl in enumerate(["numpy", "keras"])]
+    )  # fmt: skip
+    captured = {}
+    original = plots._save
+
+    def keep_figure(fig, path, dpi=90):
+        fig.canvas.draw()
+        ax = fig.axes[0]
+        captured["labels"] = [t.get_text() for t in ax.get_yticklabels(minor=True)
+                              + ax.get_yticklabels()]  # fmt: skip
+        return original(fig, path, dpi)
+
+    plots._save = keep_figure
+    try:
+        plots.time_to_thresholds(rows, THRESHOLDS, tmp_path / "t.png")
+    finally:
+        plots._save = original
+    labels = [t for t in captured["labels"] if t]
+    assert labels and not any("10^" in t or "times" in t or "$" in t for t in labels), labels

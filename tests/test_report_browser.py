@@ -104,3 +104,24 @@ def test_appendix_is_collapsed(page_of):
     assert details.count() == 5
     assert all(not details.nth(i).get_attribute("open") for i in range(details.count()))
     assert not page.locator("#appendix details table").first.is_visible()
+
+
+def test_a_phone_shows_the_verdict_and_each_rows_speed_without_scrolling(page_of, tmp_path):
+    """At 420 px the verdict box fits the width, and the key table's first columns (the
+    implementation, its speed and steady epoch) are in view; a table that scrolls says so."""
+    page = page_of(420, 800)
+    box = page.locator(".verdict").first.bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= 420, box
+    assert page.locator(".verdict li").first.is_visible()
+    key = page.locator("table", has=page.locator("th", has_text="steady epoch")).first
+    key.scroll_into_view_if_needed()
+    headers = key.locator("th").all_inner_texts()
+    assert headers[:3] == ["implementation", "speed", "steady epoch [95% CI]"], headers
+    for cell in key.locator("tbody tr").first.locator("td").all()[:3]:
+        right = cell.bounding_box()
+        assert right["x"] >= 0 and right["x"] + right["width"] <= 420, right
+    hint = page.evaluate("getComputedStyle(document.querySelector('.scroll'), '::before').content")
+    assert "scroll sideways" in hint
+    assert page.evaluate("document.documentElement.scrollWidth") <= 420
+    page.screenshot(path=str(tmp_path / "phone.png"))
+    shutil.copy(tmp_path / "phone.png", page_of.out / "phone.png")

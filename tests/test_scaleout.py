@@ -45,7 +45,7 @@ def finished_jobs(uri: str) -> dict[tuple[str, str, str], list[float]]:
         (r.data.tags["implementation"], r.data.params["seed"], r.data.tags["config_hash"]): [
             m.value
             for key in ("train_loss", "val_loss")
-            for m in client.get_metric_history(r.info.run_id, key)
+            for m in client.get_metric_history(r.info.run_id, f"epoch/{key}")
         ]
         for r in runs
         if "sweep_parent" not in r.data.tags
@@ -123,5 +123,5 @@ def test_optuna_preset_maximizes_validation_accuracy(tmp_path):
     )
     best = float(proc.stdout.split("Best value: ")[1].split()[0])
     assert len(trials) == 2 and set(trials.status) == {"FINISHED"}
-    assert best == pytest.approx(trials["metrics.final_val_accuracy"].max())
+    assert best == pytest.approx(trials["metrics.final/final_val_accuracy"].max())
     assert trials["params.optimizer.lr"].nunique() == 2  # Optuna chose the values

@@ -19,7 +19,7 @@ from bench.commands import ui as make_ui
 from bench.commands.report import main as report_main
 from bench.job.exact import exact_accuracies
 from bench.job.settings import job_from_config
-from bench.sweep.summary import verdict_metrics
+from bench.sweep.summary import verdict_metrics, within_limit
 from bench.tracking.sweep_env import VARYING as SWEEP_VARYING_ENV
 from bench.tracking.ui import (
     EXPERIMENT_KIND,
@@ -103,6 +103,28 @@ def test_verdict_metric_names_and_bounds():
     assert "verdict/numpy_vs_keras/epoch_time_ratio" in verdict_metrics(one)
 
 
+def test_verdict_metrics_keep_the_digits_their_interval_supports():
+    import pandas as pd
+
+    v = pd.DataFrame(
+        [dict(preset="p", setting="s", a="numpy", b="keras", quantity="test_accuracy",
+              estimate=-0.012000000000000899, ci_low=-0.04512, ci_high=0.02111)]
+    )  # fmt: skip
+    assert verdict_metrics(v) == {  # bounds rounded outward
+        "verdict/numpy_vs_keras/accuracy_diff_pts": -0.012,
+        "verdict/numpy_vs_keras/accuracy_diff_pts_ci_low": -0.046,
+        "verdict/numpy_vs_keras/accuracy_diff_pts_ci_high": 0.022,
+    }
+
+
+def test_a_long_parent_description_is_cut_at_whole_lines_within_mlflows_limit():
+    body = "\n".join(f"- verdict line {i}" for i in range(2000))
+    text = within_limit(body, "Command: `mnist-bench -m ...`")
+    assert len(text) <= 8000 and text.startswith("- verdict line 0\n")
+    assert "cut at MLflow's 8,000-character limit" in text and text.endswith("...`\n")
+    assert all(line.startswith("- verdict line") for line in text.split("\n\n")[0].split("\n"))
+
+
 # --- the store of a real tiny sweep
 
 
@@ -120,15 +142,17 @@ def children_of(swept_dir):
 def test_sweep_prints_the_summary_link(swept):
     out = swept[1].stdout
     assert "MLflow sweep summary: http://127.0.0.1:5000/#/experiments/" in out
-    assert "runs?workflowType=machine_learning" in out
+    assert "runs?viewStateShareKey=key-numbers&workflowType=machine_learning" in out
 
 
 def test_parent_run_is_the_sweeps_summary(swept):
     parent = sweep_parent(swept[0])
     assert parent.info.status == "FINISHED"
     note = parent.data.tags["mlflow.note.content"]
-    assert "**Verdicts**" in note and "| implementation |" in note
-    assert speed_sentence(parent.info.run_id, "numpy", "tf_tape") in note
+    assert note.startswith(f"**Sweep {parent.data.tags['sweep_id']}**: numpy, tf_tape, keras")
+    first_lines = note.split("\n")[2:5]  # what the run page shows before "Show more"
+    assert first_lines[0] == "- " + speed_sentence(parent.info.run_id, "numpy", "tf_tape")
+    assert "**Per implementation**" in note and "|" not in note  # MLflow renders no tables
     ratios = [k for k in parent.data.metrics if k.endswith("/epoch_time_ratio")]
     assert {"verdict/numpy_vs_tf_tape/epoch_time_ratio"} <= set(ratios)
     assert parent.data.params["sweep.implementations"] == "numpy,tf_tape,keras"
@@ -153,8 +177,9 @@ def test_children_names_tags_params_and_description(swept):
         note = tags["mlflow.note.content"]
         assert tags["implementation"] in note and f"seed {tags['seed']}" in note
         assert "test accuracy" in note and "steady epoch" in note and "\n" not in note
-        assert metrics["final/test_accuracy"] == metrics["test_accuracy"]
-        assert len(repr(metrics["test_accuracy"])) <= 6  # 0.8488, not 0.848800003528595
+        prefixes = {k.split("/")[0] for k in metrics}  # one prefixed name per metric
+        assert prefixes == {"epoch", "final", "host", "job", "overhead"}, sorted(metrics)
+        assert len(repr(metrics["final/test_accuracy"])) <= 6  # 0.8488, not 0.848800003528595
         assert {"final/steady_epoch_time_s", "overhead/figures_s", "overhead/model_s"} <= set(
             metrics
         )
@@ -213,7 +238,7 @@ def test_report_refreshes_the_parent(swept, tmp_path, capsys):
     assert f"updated the summary of sweep {sweep_id}" in capsys.readouterr().out
     after = MlflowClient().get_run(parent.info.run_id)
     assert after.info.status == "FINISHED"
-    assert "**Verdicts**" in after.data.tags["mlflow.note.content"]
+    assert "verdicts of 6 of 6 runs" in after.data.tags["mlflow.note.content"]
 
 
 def test_a_failing_summary_costs_one_line(swept, monkeypatch, capsys):
@@ -235,7 +260,7 @@ def test_make_ui_prints_the_runs_page(swept, capsys):
     assert make_ui.main(["--tracking-uri", f"sqlite:///{swept[0]}/mlflow.db"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("MLflow runs: http://127.0.0.1:5000/#/experiments/")
-    assert out.strip().endswith("/runs?workflowType=machine_learning")
+    assert out.strip().endswith("/runs?viewStateShareKey=key-numbers&workflowType=machine_learning")
 
 
 def test_cpu_sweep_prints_no_tensorflow_error(tmp_path):
@@ -324,3 +349,20 @@ def test_a_report_outside_make_finds_the_images_the_runs_used(swept, tmp_path):
     md = (tmp_path / sweep_id / "report.md").read_text()
     assert "no misclassified-image plots" not in md
     assert md.count("![misclassified_") == 3  # one per implementation
+
+
+@pytest.mark.parametrize(
+    ("run_name", "name"),
+    [
+        ("numpy-s0", "numpy-s0"),
+        ("numpy-s0-lr=0.01", "numpy-s0-lr=0_01"),
+        ("a/b:c%d'e\"f", "a_b_c_d_e_f"),
+    ],
+)
+def test_a_model_is_named_by_its_run_in_characters_mlflow_takes(run_name, name):
+    from mlflow.utils.validation import _validate_logged_model_name
+
+    from bench.tracking.model import model_name
+
+    assert model_name(run_name) == name
+    _validate_logged_model_name(model_name(run_name))  # MLflow's own check passes

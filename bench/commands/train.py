@@ -69,6 +69,7 @@ def finished_before(job: Job) -> dict[str, float] | None:
     """With tracking.skip_completed, a config that already has a FINISHED run is not run again,
     so re-running an interrupted sweep only runs what is missing: that run's metrics."""
     from bench.sweep.launchers import in_multirun
+    from bench.tracking.names import short_metrics
     from bench.tracking.store import ensure_experiment, finished_runs
 
     if not job.tracking.skips_completed(multirun=in_multirun()):
@@ -81,7 +82,7 @@ def finished_before(job: Job) -> dict[str, float] | None:
         job.run_name,
         done[0].info.run_id,
     )
-    return done[0].data.metrics
+    return short_metrics(done[0].data.metrics)
 
 
 def start_run(job: Job, parallel: int):

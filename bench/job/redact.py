@@ -22,8 +22,10 @@ _USERINFO = re.compile(
 )
 # a user part alone can be a token (https://TOKEN@host): masked whole
 _TOKEN_USER = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*\\?://)[^:/@\s\\'\"]+@")
+# MLflow UI's own link parameters that name no secret (a saved view's id)
+_PUBLIC_QUERY = "viewStateShareKey"
 _QUERY = re.compile(
-    r"(?P<key>[?&;](?:[\w.-]*(?:token|pass|pwd|secret|key|auth|cred|sig)[\w.-]*)=)"
+    rf"(?P<key>[?&;](?!{_PUBLIC_QUERY}=)(?:[\w.-]*(?:token|pass|pwd|secret|key|auth|cred|sig)[\w.-]*)=)"
     r"[^&;\s'\"]*",
     re.IGNORECASE,
 )

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from mlflow import MlflowClient
 
+from bench.tracking.names import short_metrics
 from implementations import registry
 
 SHARED_MODULES = ("numpy", "mlflow", "hydra")  # every run imports them
@@ -60,7 +61,7 @@ def first_epoch_seconds(implementations, repeats: int) -> dict[str, float]:
         client = MlflowClient(store)
         experiment = client.get_experiment_by_name("mnist-bench").experiment_id
         for r in client.search_runs([experiment], order_by=["attributes.start_time ASC"])[1:]:
-            times[r.data.tags["implementation"]].append(r.data.metrics["startup_s"])
+            times[r.data.tags["implementation"]].append(short_metrics(r.data.metrics)["startup_s"])
     return {impl: statistics.median(t) for impl, t in times.items()}
 
 

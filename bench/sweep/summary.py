@@ -18,17 +18,14 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 from mlflow.utils.time import get_current_time_millis
+from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
 
 from bench.report.numbers.findings import Findings
 from bench.report.numbers.rows import group_labels, setting_numbers
 from bench.report.pages import fmt
-from bench.report.pages.render import markdown_table, md_text
+from bench.report.pages.render import md_text
 from bench.report.pages.sentences import (
-    WORDS,
-    estimate_text,
     time_text,
-    verdict_sentence,
-    verdict_text,
 )
 from bench.tracking.store import open_experiment, sweep_parent
 from bench.tracking.ui import describe_experiment
@@ -55,96 +52,119 @@ def verdict_metrics(v: pd.DataFrame) -> dict[str, float]:
         base = "verdict/" + (f"{r.preset}/" if several else "") + (f"setting{k}/" if many else "")
         base += f"{r.a}_vs_{r.b}/"
         name = base + METRIC[r.quantity]
-        for suffix, value in (("", r.estimate), ("_ci_low", r.ci_low), ("_ci_high", r.ci_high)):
+        digits = supported_digits(r.ci_low, r.ci_high, r.estimate)
+        scale = 10.0**digits  # bounds rounded outward: a rounded interval never claims more
+        for suffix, value, rounding in (
+            ("", r.estimate, round),
+            ("_ci_low", r.ci_low, math.floor),
+            ("_ci_high", r.ci_high, math.ceil),
+        ):
             if value is not None and math.isfinite(value):
-                out[name + suffix] = float(value)
+                out[name + suffix] = rounding(float(value) * scale) / scale
     return out
 
 
-def key_table(s: pd.DataFrame) -> pd.DataFrame:
-    """The summary table in human formats, one row per preset and implementation."""
-    return pd.DataFrame(
-        {
-            "preset": group_labels(s),
-            "implementation": s.implementation,
-            "device": s.device,
-            "runs": s.runs,
-            "test accuracy [95% CI]": [
-                fmt.percent(r.test_accuracy_mean, r.test_accuracy_ci_low, r.test_accuracy_ci_high)
-                for r in s.itertuples()
-            ],
-            "steady epoch [95% CI]": [
-                fmt.seconds(
-                    r.steady_epoch_s_geomean, r.steady_epoch_s_ci_low, r.steady_epoch_s_ci_high
-                )
-                for r in s.itertuples()
-            ],
-            "first epoch": s.first_epoch_s_median.map(fmt.seconds),
-            "time to target": [
-                time_text(r.time_to_target_s_median, r.time_to_target_reached, r.runs)
-                if pd.notna(r.time_to_target_reached)
-                else "no validation set"
-                for r in s.itertuples()
-            ],
-        }
-    )
+def supported_digits(low: float, high: float, estimate: float) -> int:
+    """Decimals an estimate is worth: two significant digits of its interval's width (2.31
+    [2.02, 2.65]: 2; -0.012 [-0.05, +0.02] points: 3), three of the estimate without one."""
+    width = high - low if math.isfinite(low) and math.isfinite(high) else math.nan
+    size = width if width > 0 else abs(estimate) if math.isfinite(estimate) else math.nan
+    if not size > 0:
+        return 3
+    return max(0, (1 if width > 0 else 2) - math.floor(math.log10(size)))
 
 
-def note(
-    parent, rows: pd.DataFrame, v: pd.DataFrame, s: pd.DataFrame, notes: list[str] = ()
-) -> str:
-    """The parent's description (Markdown): its own outcome (the jobs' count, or why it was
-    stopped), the verdicts, then the numbers behind them."""
+def implementation_lines(s: pd.DataFrame) -> list[str]:
+    """The summary per implementation as Markdown bullets (MLflow's description renders no
+    tables): test accuracy and steady epoch with their intervals, first epoch, time to target."""
+    several = s.preset.nunique() > 1 if len(s) else False
+    lines = []
+    for label, r in zip(group_labels(s), s.itertuples()):
+        accuracy = fmt.percent(
+            r.test_accuracy_mean, r.test_accuracy_ci_low, r.test_accuracy_ci_high
+        )
+        steady = fmt.seconds(
+            r.steady_epoch_s_geomean, r.steady_epoch_s_ci_low, r.steady_epoch_s_ci_high
+        )
+        target = (
+            time_text(r.time_to_target_s_median, r.time_to_target_reached, r.runs)
+            if pd.notna(r.time_to_target_reached)
+            else "no validation set"
+        )
+        lines.append(
+            f"- {label + ' / ' if several else ''}**{r.implementation}** ({r.device}, {r.runs} runs): "
+            f"test accuracy {accuracy}, steady epoch {steady}, first epoch "
+            f"{fmt.seconds(r.first_epoch_s_median)}, time to target {target}"
+        )
+    return lines
+
+
+def verdict_lines(findings: Findings) -> list[str]:
+    """The verdicts as the report's verdict boxes say them (bench.report.pages.front), per
+    preset: speed per pair, accuracy once where every pair is equivalent, time to target
+    where it differs."""
+    from bench.report.numbers.collect import what_differs
+    from bench.report.pages.front import box_lines
+
+    rows, v, runs = findings.finished, findings.verdicts, findings.runs
+    several = rows.preset.nunique() > 1
+    lines = []
+    for preset, g in rows.groupby("preset", sort=True):
+        fair = [w for of, w in findings.warnings if of == preset]
+        of = runs[runs.run_id.isin(g.run_id)]
+        box = box_lines(v[v.preset == preset], g, fair, what_differs(of, of.comparison))
+        lines += [f"- {preset + ': ' if several else ''}{line}" for line in box]
+    return lines or ["- no finished run: nothing to compare"]
+
+
+def note(parent, findings: Findings) -> str:
+    """The parent's description (Markdown, within MLflow's 8,000 characters, of which its run
+    page shows the first 100 pixels before "Show more"): one line naming the sweep and its
+    outcome, then the verdicts, then the numbers behind them and where the rest is."""
+    rows, notes = findings.rows, findings.selection.notes
     tags = parent.data.tags
     sweep_id, command = tags.get("sweep_id", "?"), tags.get("sweep_command", "")
     status = "" if parent.info.status == "FINISHED" else f" ({parent.info.status})"
     finished = rows[rows.status == "FINISHED"]
     presets = ", ".join(sorted(rows.preset.dropna().unique()))
     impls = ", ".join(sorted(rows.implementation.dropna().unique(), key=impl_key))
-    lines = [f"### Sweep {sweep_id}{status}: {impls} ({presets})", ""]
-    if outcome := tags.get("sweep_outcome"):  # the jobs' count, set when the sweep ended
-        lines += [f"**Outcome:** {outcome}", ""]
-    lines += [f"**Runs:** {n}." for n in notes] + ([""] if notes else [])
-    lines += [
-        f"**Verdicts** ({len(finished)} of {len(rows)} runs finished; 95% intervals over "
-        "seeds, paired by seed):",
+    outcome = tags.get("sweep_outcome")  # the jobs' count, set when the sweep ended
+    first = f"**Sweep {sweep_id}{status}**: {impls} ({presets})"
+    first += f". **Outcome:** {outcome}" if outcome else ""
+    lines = [
+        first + f"; verdicts of {len(finished)} of {len(rows)} runs (95% intervals over seeds, "
+        "paired by seed):",
+        "",
+        *verdict_lines(findings),
         "",
     ]
-    if v.empty:
-        lines.append("- no pair of implementations shares a seed: nothing to compare")
-    groups = group_labels(v)
-    several = groups.nunique() > 1
-    lines += [
-        f"- {group + ': ' if several else ''}{verdict_sentence(r)}"
-        for group, r in zip(groups, v.itertuples())
-    ]
-    if not s.empty:
-        lines += ["", "**Per implementation**", "", markdown_table(key_table(s))]
-    if not v.empty:
-        table = pd.DataFrame(
-            {
-                "preset": groups,
-                "pair (a vs b)": v.a + " vs " + v.b,
-                "quantity": v.quantity.map(lambda q: WORDS.get(q, "test accuracy")),
-                "b/a time or a-b accuracy [95% CI]": [estimate_text(r) for r in v.itertuples()],
-                "n": v.n.astype(str),
-                "verdict": [verdict_text(r) for r in v.itertuples()],
-            }
-        )
-        lines += ["", "**Verdict table**", "", markdown_table(table)]
+    lines += [f"**Runs:** {n}." for n in notes] + ([""] if notes else [])
+    if not findings.summary.empty:
+        lines += ["**Per implementation**", "", *implementation_lines(findings.summary), ""]
     failed = rows[rows.status != "FINISHED"]
     if not failed.empty:
         names = ", ".join(f"{r.run_name} ({r.status})" for r in failed.itertuples())
-        lines += ["", f"Not finished (left out of the statistics): {names}"]
-    lines += [
-        "",
-        f"Full report: artifacts `{REPORT_DIR}/report.html` (its figures beside it); tables "
-        "`summary_table.json`, `verdicts_table.json`; metrics `verdict/...`. Group the child "
-        "runs by `implementation`.",
+        lines += [f"Not finished (left out of the statistics): {names}", ""]
+    tail = [
+        f"The whole report: artifacts `{REPORT_DIR}/report.html` and `{REPORT_DIR}/report.md`; "
+        "the summary and verdict tables: `summary_table.json`, `verdicts_table.json`; "
+        "metrics `verdict/...`.",
         "",
         f"Command: `{command}`" if command else "",
     ]
-    return md_text("\n".join(lines).rstrip()) + "\n"  # names from MLflow shown, never as HTML
+    return within_limit(md_text("\n".join(lines).rstrip()), md_text("\n".join(tail).rstrip()))
+
+
+def within_limit(body: str, tail: str, limit: int = MAX_TAG_VAL_LENGTH) -> str:
+    """body and tail, whole lines of the body cut from its end where both exceed MLflow's
+    tag limit (it would cut mid-line and say nothing), with a line saying so."""
+    text = f"{body}\n\n{tail}\n"
+    if len(text) <= limit:
+        return text
+    cut = f"\n\n(cut at MLflow's {limit:,}-character limit: see `{REPORT_DIR}/report.md`)"
+    room = limit - len(tail) - len(cut) - 3
+    kept = body[:room].rsplit("\n", 1)[0] if room > 0 else ""
+    return f"{kept}{cut}\n\n{tail}\n"[:limit]
 
 
 def shared_params(runs: pd.DataFrame) -> dict[str, str]:
@@ -171,7 +191,7 @@ def publish(findings: Findings, uri: str, experiment: str, report_dir: Path | No
     parent_id = parent.info.run_id
     client = MlflowClient()
     describe_experiment(experiment_id)
-    text = note(parent, rows, v, s, findings.selection.notes)
+    text = note(parent, findings)
     client.set_tag(parent_id, "mlflow.note.content", text)
     now = get_current_time_millis()
     metrics = [Metric(k, val, now, 0) for k, val in verdict_metrics(v).items()]

@@ -36,7 +36,7 @@ from omegaconf import OmegaConf
 from bench.data import Dataset
 from bench.job.redact import redact, redacted
 from bench.job.settings import Job
-from bench.tracking import store
+from bench.tracking import names, store
 from bench.tracking.store import (
     deferred_signals,
     end_run,
@@ -160,6 +160,7 @@ class MlflowRun:
         self.writer: HistoryWriter | None = None
         self.settled = False
         self.expected: set[str] = set()  # artifact paths this run wrote: checked before FINISHED
+        self.model_id: str | None = None  # the logged model (bench.tracking.view sets it)
         sweep = SweepEnv.current()
         tags = {**tags, **process_tags(), "config_hash": self.identity}
         if sweep.sweep_id:
@@ -232,9 +233,15 @@ class MlflowRun:
             raise HistoryLost(f"per-epoch history could not be written: {self.writer.errors[0]}")
         self.losses.append(metrics["train_loss"])
         now = int(time.time() * 1000)
-        for key in metrics:
+        stored = {names.stored(k, per_epoch=True): float(v) for k, v in metrics.items()}
+        for key in stored:
             self.history.setdefault(key, []).append(epoch)
-        self.writer.put([Metric(k, float(v), now, epoch) for k, v in metrics.items()])
+        self.writer.put([Metric(k, v, now, epoch) for k, v in stored.items()])
+
+    def model_of(self, name: str) -> str | None:
+        """The logged model a final metric also describes (the model page lists it): the
+        training's results, not the job's costs."""
+        return self.model_id if name.startswith(names.FINAL) else None
 
     def _verify_history(self) -> None:
         """Every epoch queued is in the store (read back), or HistoryLost."""
@@ -263,7 +270,10 @@ class MlflowRun:
         written; any error on the way leaves the run open for the caller to fail."""
         self.settle()
         now = int(time.time() * 1000)
-        self._batch(metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+        metrics = {names.stored(k, per_epoch=False): float(v) for k, v in metrics.items()}
+        self._batch(
+            metrics=[Metric(k, v, now, 0, model_id=self.model_of(k)) for k, v in metrics.items()]
+        )
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "predictions.npz"
             np.savez_compressed(path, predicted=predictions, labels=labels)

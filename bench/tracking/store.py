@@ -36,6 +36,7 @@ from mlflow.entities import Run, RunTag
 
 from bench.job.redact import redact
 from bench.job.settings import ConfigError, TrackingSettings
+from bench.tracking import names
 from bench.tracking.sweep_env import SweepEnv
 
 log = logging.getLogger("bench")
@@ -491,26 +492,29 @@ def finished_runs(experiment_id: str, identity: str) -> list[Run]:
 
 
 def metric_values(run_id: str, key: str) -> list[float]:
-    """One run's per-epoch values of a metric, in step order."""
-    history = MlflowClient().get_metric_history(run_id, key)
-    return [m.value for m in sorted(history, key=lambda m: m.step)]
+    """One run's per-epoch values of a metric (its short name), in step order."""
+    found = names.history(MlflowClient(), run_id, key)
+    return [m.value for m in sorted(found, key=lambda m: m.step)]
 
 
 def histories(run_ids, keys) -> pd.DataFrame:
-    """Long table: run_id, key, step, value for the per-epoch metrics."""
+    """Long table: run_id, key (the short name), step, value for the per-epoch metrics."""
     client = MlflowClient()
     rows = [
         {"run_id": run_id, "key": key, "step": m.step, "value": m.value}
         for run_id in run_ids
         for key in keys
-        for m in client.get_metric_history(run_id, key)
+        for m in names.history(client, run_id, key)
     ]
     return pd.DataFrame(rows, columns=["run_id", "key", "step", "value"])
 
 
 def runs_frame(experiment_id: str, filter_string: str | None = None) -> pd.DataFrame:
-    """Every run of the experiment (or those the filter selects) as one row each."""
-    return mlflow.search_runs([experiment_id], filter_string=filter_string or "")
+    """Every run of the experiment (or those the filter selects) as one row each, its
+    metrics by their short names (`metrics.test_accuracy`), whichever kind of store."""
+    return names.short_columns(
+        mlflow.search_runs([experiment_id], filter_string=filter_string or "")
+    )
 
 
 def end_orphans(parent_id: str, status: str, reason: str, wait_s: float = 15) -> list[str]:
@@ -558,7 +562,7 @@ def is_complete(run: Run) -> bool:
     an interrupted older version left FINISHED with part of its metrics is a hole."""
     return (
         run.info.status == "FINISHED"
-        and "test_accuracy" in run.data.metrics
+        and "test_accuracy" in names.short_metrics(run.data.metrics)
         and run.data.tags.get("history_verified", "true") == "true"
     )
 

@@ -25,6 +25,7 @@ UI = "http://127.0.0.1:5000"  # the `make ui` address
 EXPERIMENT_KIND = "custom_model_development"  # else MLflow 3 opens on its GenAI overview
 PRESET_KEYS = ("experiment", "preset")  # overrides that choose the preset
 NAMED_ANYWAY = ("implementation", "seed")  # always in a sweep job's name
+RUN_COLOUR = "mlflow.runColor"  # the tag MLflow's UI draws a run in
 
 EXPERIMENT_NOTE = """\
 **mnist-bench** trains the same MNIST MLP in several implementations (numpy, tf_tape, keras,
@@ -48,12 +49,48 @@ predictions).
 # --- the experiment
 
 
+KEY_VIEW = "key-numbers"  # the saved view the printed runs links open
+KEY_COLUMNS = ("final/test_accuracy", "final/steady_epoch_time_s", "final/time_to_target_s",
+               "final/first_epoch_time_s")  # fmt: skip
+
+
+def key_view() -> str:
+    """The runs page as a reviewer wants it first, as one of MLflow's saved views (the
+    experiment tag `mlflow.sharedViewState.<id>` its "Views" menu writes; a view carries
+    columns and grouping, not row expansion): the jobs grouped by implementation, newest
+    first, with the key final numbers as columns. MLflow averages a group's values (it
+    offers min, average and max, no median): the report's medians and intervals are in the
+    sweep's parent run."""
+    state = {
+        "orderByKey": "attributes.start_time",
+        "orderByAsc": False,
+        "startTime": "ALL",
+        "lifecycleFilter": "Active",
+        "modelVersionFilter": "All Runs",
+        "datasetsFilter": [],
+        "searchFilter": "",
+        "selectedColumns": [f"metrics.`{k}`" for k in KEY_COLUMNS] + ["tags.`seed`"],
+        "groupBy": {
+            "aggregateFunction": "average",
+            "groupByKeys": [{"mode": "tag", "groupByData": "implementation"}],
+        },
+    }
+    stamp = 1_796_000_000_000  # fixed: the tag is rewritten only when the view changes
+    view = {"name": "key numbers", "createdAt": stamp, "updatedAt": stamp, "state": state}
+    return json.dumps({**view, "state": json.dumps(state)})
+
+
 def describe_experiment(experiment_id: str) -> None:
-    """The experiment's kind (the runs page, not the GenAI overview) and its description;
-    a description someone wrote by hand is kept."""
+    """The experiment's kind, its description (one someone wrote by hand is kept) and the
+    runs page's key view. MLflow 3.17's UI reads the kind for nothing: its GenAI or
+    Model-training mode comes from the link's `workflowType` or the browser's last choice
+    (docs/tracking-and-ui.md)."""
     client = MlflowClient()
     tags = retrying(client.get_experiment, experiment_id, what="read").tags
-    wanted = {"mlflow.experimentKind": EXPERIMENT_KIND}
+    wanted = {
+        "mlflow.experimentKind": EXPERIMENT_KIND,
+        f"mlflow.sharedViewState.{KEY_VIEW}": key_view(),
+    }
     if not tags.get("mlflow.note.content"):
         wanted["mlflow.note.content"] = EXPERIMENT_NOTE
     for key, value in wanted.items():
@@ -82,8 +119,12 @@ def ui_of(uri: str) -> str:
 
 
 def runs_link(experiment_id: str, ui: str = UI) -> str:
-    """The runs page itself (MLflow 3 would open the experiment on its GenAI overview)."""
-    return f"{ui}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+    """The runs page in its key view (the experiment's root would open MLflow 3's GenAI
+    overview, and drop the view)."""
+    return (
+        f"{ui}/#/experiments/{experiment_id}/runs?viewStateShareKey={KEY_VIEW}"
+        "&workflowType=machine_learning"
+    )
 
 
 def run_link(experiment_id: str, run_id: str, ui: str = UI) -> str:
@@ -137,8 +178,14 @@ def run_label(job, overrides: list[str]) -> str:
 
 def ordered_tags(job, tags: dict[str, str]) -> dict[str, str]:
     """implementation, preset and seed first: MLflow's "Group by" lists tags in the order they
-    were logged."""
+    were logged. The run's colour in MLflow's charts is its implementation's, as in the
+    report's figures (MLflow's own pick from the run id gives two implementations two reds)."""
+    from matplotlib.colors import to_hex
+
+    from bench.figures import colour
+
     first = {"implementation": job.implementation, "preset": job.preset, "seed": str(job.seed)}
+    first[RUN_COLOUR] = to_hex(colour(job.implementation))
     return {**first, **{k: v for k, v in tags.items() if k not in first}}
 
 

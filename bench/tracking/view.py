@@ -1,7 +1,5 @@
-"""A finished job's run as a reviewer opens it in the MLflow UI: a one-line description, the key
-final numbers under `final/` and the per-epoch curves under `epoch/` (MLflow 3 gives every
-prefix its own chart section; the unprefixed per-epoch keys the report and the audit read stay
-as they are), figures (learning curves, confusion matrix, misclassified digits), per-class
+"""A finished job's run as a reviewer opens it in the MLflow UI: a one-line description (its
+metrics, one name each, are the run writer's: bench.tracking.names), figures (learning curves, confusion matrix, misclassified digits), per-class
 accuracy as a table, and the trained model (bench.tracking.model, when tracking.log_model).
 The figures are drawn by bench.figures, as the report draws them.
 
@@ -23,18 +21,6 @@ from bench.tracking import store
 from bench.tracking.runs import HistoryLost
 from bench.tracking.store import retrying
 from bench.tracking.ui import describe_experiment, split_sizes
-
-FINAL = (  # the key final metrics, also under final/ (first in the chart view's sections)
-    "test_accuracy",
-    "steady_epoch_time_s",
-    "first_epoch_time_s",
-    "time_to_target_s",
-    "train_time_s",
-    "test_loss",
-    "final_val_accuracy",
-    "samples_per_s",
-)
-CURVES = ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "epoch_time_s")
 
 
 def description(job, metrics: dict[str, float], n_train: int | None) -> str:
@@ -113,7 +99,7 @@ class RunView:
         from pathlib import Path
 
         import matplotlib.pyplot as plt
-        from mlflow.entities import Metric
+        from mlflow.entities import LoggedModelOutput, Metric
 
         from bench import figures
 
@@ -123,21 +109,7 @@ class RunView:
         describe_experiment(run.experiment_id)
         note = description(job, m, self.n_train)
         retrying(client.set_tag, run_id, "mlflow.note.content", note, what="description")
-        now = int(time.time() * 1000)
-        metrics = [
-            Metric(f"final/{k}", float(m[k]), now, 0) for k in FINAL if k in m and np.isfinite(m[k])
-        ]
-        metrics += [
-            Metric(f"epoch/{k}", float(h[k]), now, step)
-            for step, h in enumerate(result.history, 1)
-            for k in CURVES
-            if k in h and np.isfinite(h[k])
-        ]
-        for i in range(0, len(metrics), 1000):  # MLflow's batch limit
-            retrying(client.log_batch, run_id, metrics=metrics[i : i + 1000], what="metrics")
-        costs = {"overhead/metrics_s": time.perf_counter() - start}
-
-        start = time.perf_counter()
+        now, costs = int(time.time() * 1000), {}
         predicted, labels = result.predictions, result.labels
         table = "tables/per_class_accuracy.json"
         names = DATASETS[job.data.name].class_names
@@ -167,8 +139,14 @@ class RunView:
             from bench.tracking.model import log_model
 
             start = time.perf_counter()
-            model_id = retrying(log_model, job, network, run_id, run.experiment_id, what="model")
+            name = run.run.info.run_name
+            model_id = retrying(
+                log_model, job, network, run_id, run.experiment_id, name, self.images, what="model"
+            )
             costs["overhead/model_s"] = self.model_s = time.perf_counter() - start
             retrying(client.set_tag, run_id, "model_id", model_id, what="model")
+            output = [LoggedModelOutput(model_id, step=0)]  # the run page's "Logged models"
+            retrying(client.log_outputs, run_id, output, what="model")
+            run.model_id = model_id  # the run's final/ metrics are the model's too
         done = [Metric(k, v, now, 0) for k, v in costs.items()]
         retrying(client.log_batch, run_id, metrics=done, what="metrics")

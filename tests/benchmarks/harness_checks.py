@@ -37,7 +37,7 @@ def position_independence(store: str) -> None:
     first, last = runs[0].info.run_id, runs[-1].info.run_id
 
     def history(run_id, key):
-        return [m.value for m in client.get_metric_history(run_id, key)]
+        return [m.value for m in client.get_metric_history(run_id, f"epoch/{key}")]
 
     same = history(first, "train_loss") == history(last, "train_loss")
     t_first, t_last = history(first, "epoch_time_s"), history(last, "epoch_time_s")

@@ -70,6 +70,10 @@ def per_run(runs: pd.DataFrame, hist: pd.DataFrame) -> pd.DataFrame:
     out["first_epoch_s"] = out.run_id.map(first)
     out["epochs"] = out.run_id.map(times.groupby("run_id").size()).fillna(0).astype(int)
     out["steady_epoch_s"] = out.run_id.map(steady)  # NaN for a one-epoch run: no steady state
+    # images per second of a steady epoch: the first (tracing) epoch left out, as in the
+    # verdicts (samples_per_s counts every epoch; its images per epoch are n_train)
+    images = out.samples_per_s * out.train_time_s / out.epochs.where(out.epochs > 0)
+    out["steady_samples_per_s"] = images / out.steady_epoch_s
     out["has_val"] = has_validation(runs, hist).to_numpy()
     # not reached = censored (+inf), kept for the medians; NaN only without a validation set
     out["time_to_target_s"] = np.where(out.has_val, out.time_to_target_s.fillna(np.inf), np.nan)

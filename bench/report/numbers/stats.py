@@ -16,7 +16,8 @@ LEVEL = 0.95  # every interval the report shows
 
 Z = stats.norm.ppf(0.5 + LEVEL / 2)  # 1.96: the binomial noise floor's multiplier
 
-NO_DIFFERENCE = "no significant difference"
+NO_DIFFERENCE = "no significant difference"  # an interval that contains no difference
+NOT_TESTED = "not tested"  # no interval at all (1 seed, censored, contended): no test was made
 
 
 def t_interval(values) -> tuple[float, float, float]:
@@ -65,7 +66,10 @@ def censored_median(values) -> tuple[float, int, int]:
 
 def speed_verdict(low: float, high: float) -> str:
     """How a is against b, from the interval of b's time / a's time: a difference only when
-    the interval excludes 1. No interval (one run) is no evidence, hence no difference."""
+    the interval excludes 1; no interval (one seed, a censored time, a contended host) is no
+    test, and says so rather than "no difference"."""
+    if np.isnan(low) or np.isnan(high):
+        return NOT_TESTED
     if low > 1:
         return "faster"
     if high < 1:
@@ -88,7 +92,10 @@ def noise_floor(accuracy: float) -> float:
 def accuracy_verdict(low: float, high: float, margin: float) -> str:
     """How a is against b, from the interval of a's minus b's accuracy (points). An interval
     inside ±margin is "equivalent" even if it excludes 0: such a difference is real but
-    smaller than the test set's own noise floor, so calling one "more accurate" would mislead."""
+    smaller than the test set's own noise floor, so calling one "more accurate" would mislead.
+    No interval (one seed) is no test."""
+    if np.isnan(low) or np.isnan(high):
+        return NOT_TESTED
     if -margin <= low and high <= margin:
         return "equivalent"
     if low > 0:
@@ -96,6 +103,14 @@ def accuracy_verdict(low: float, high: float, margin: float) -> str:
     if high < 0:
         return "less accurate"
     return NO_DIFFERENCE
+
+
+def pooled_mcnemar_p(only_a, only_b) -> float:
+    """McNemar's exact p over several seeds: the images only a got right, and only b, summed
+    over the seeds and tested as one binomial at 1/2. Under "neither is better in any seed"
+    each discordant image is a fair coin, so their sum is too; 1 when there are none."""
+    k, n = int(np.sum(only_a)), int(np.sum(only_a) + np.sum(only_b))
+    return float(stats.binomtest(k, n, 0.5).pvalue) if n else 1.0
 
 
 def mcnemar_p(correct_a: np.ndarray, correct_b: np.ndarray) -> float:

@@ -14,6 +14,7 @@ from bench.report.numbers.stats import (
     censored_median,
     mcnemar_p,
     noise_floor,
+    pooled_mcnemar_p,
     ratio_interval,
 )
 from implementations import impl_key
@@ -148,6 +149,33 @@ def agreement(predictions: dict[str, np.ndarray], labels: np.ndarray) -> pd.Data
                 "McNemar p": p,
             }
         )
+    return pd.DataFrame(records)
+
+
+def agreement_over_seeds(by_seed: dict) -> pd.DataFrame:
+    """Per pair over every seed both ran ({seed: {impl: (predicted, labels)}}): seeds, mean
+    agreement, images only A / only B got right per seed (mean), McNemar's p pooled over the
+    seeds, and in how many seeds alone p < 0.05."""
+    impls = sorted({i for preds in by_seed.values() for i in preds}, key=impl_key)
+    records = []
+    for a, b in itertools.combinations(impls, 2):
+        shared = [s for s, preds in sorted(by_seed.items()) if a in preds and b in preds]
+        if not shared:
+            continue
+        per_seed = []
+        for s in shared:
+            (pa, labels), (pb, _) = by_seed[s][a], by_seed[s][b]
+            ca, cb = pa == labels, pb == labels
+            per_seed.append(
+                ((pa == pb).mean(), (ca & ~cb).sum(), (~ca & cb).sum(), mcnemar_p(ca, cb))
+            )
+        agree, only_a, only_b, p = (np.array(x, dtype=float) for x in zip(*per_seed))
+        records.append({
+            "A": a, "B": b, "seeds": len(shared), "agree": float(agree.mean()),
+            "only A right": float(only_a.mean()), "only B right": float(only_b.mean()),
+            "McNemar p": pooled_mcnemar_p(only_a, only_b),
+            "p < 0.05 in": f"{int((p < 0.05).sum())} of {len(shared)} seeds",
+        })  # fmt: skip
     return pd.DataFrame(records)
 
 

@@ -16,7 +16,7 @@ Quantities and rules (95% intervals over seeds, never over epochs):
 - time_to_target: the same on time_to_target_s when every paired run reached the target. If
   any did not (censored), there is no interval: estimate = b's median / a's median with the
   censored runs as +inf (inf, 0 or NaN when neither side's median reached it), verdict
-  "no significant difference". At 3 runs no paired test of censored times can reach p < 0.05
+  "not tested". At 3 runs no paired test of censored times can reach p < 0.05
   (a sign test's smallest two-sided p is 0.25), so claiming more would be a guess.
 - test_accuracy: estimate = mean over seeds of a's minus b's accuracy in points (0 = no
   difference), t-interval. "equivalent" when the whole interval lies within ±margin
@@ -27,8 +27,8 @@ Quantities and rules (95% intervals over seeds, never over epochs):
   while at least MIN_RUNS calm seeds remain (n counts the seeds used, `set_aside` how many
   were set aside); with fewer calm seeds there is no interval and no claim (`contended`: in
   how many of the n seeds). Accuracy does not depend on the host and keeps every seed.
-- One paired run gives no interval (NaN bounds): verdict "no significant difference", and
-  n = 1 in the CSV says why.
+- One paired run gives no interval (NaN bounds): verdict "not tested", and n = 1 in the CSV
+  says why. "no significant difference" is kept for an interval that contains 1 (or 0).
 """
 
 from __future__ import annotations

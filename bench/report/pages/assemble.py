@@ -76,19 +76,40 @@ def missing_artifacts(rows: pd.DataFrame) -> list[str]:
 
 
 def load_predictions(rows: pd.DataFrame, tmp: Path) -> dict[str, dict]:
-    """Per group and implementation: the lowest seed's predicted labels."""
+    """Per group and seed (lowest first), each implementation's (predicted, labels)."""
     client = MlflowClient()
     out: dict[str, dict] = {}
     finished = rows[rows.status == "FINISHED"].sort_values("seed", key=pd.to_numeric)
-    for (group, impl), g in finished.groupby(["group", "implementation"]):
+    for (group, impl, seed), g in finished.groupby(["group", "implementation", "seed"], sort=False):
         run_id = g.iloc[0].run_id
         try:
             path = client.download_artifacts(run_id, "predictions.npz", str(tmp / run_id))
         except Exception:  # missing_artifacts names the run
             continue
         with np.load(path, allow_pickle=False) as p:
-            out.setdefault(group, {})[impl] = (p["predicted"], p["labels"])
-    return out
+            out.setdefault(group, {}).setdefault(seed, {})[impl] = (p["predicted"], p["labels"])
+    return {g: dict(sorted(s.items(), key=lambda kv: float(kv[0]))) for g, s in out.items()}
+
+
+def reconciling_lines(agree: pd.DataFrame, v: pd.DataFrame) -> list[str]:
+    """Where McNemar finds two implementations differ on which images they get right while
+    their accuracies are called equivalent: why both hold."""
+    lines = []
+    for _, r in agree[agree["McNemar p"] < 0.05].iterrows():
+        acc = v[(v.quantity == "test_accuracy") & (v.a == r.A) & (v.b == r.B)]
+        if acc.empty or acc.verdict.iloc[0] != "equivalent":
+            continue
+        only_a, only_b = r["only A right"], r["only B right"]
+        more, fewer = (r.A, r.B) if only_a > only_b else (r.B, r.A)
+        lines.append(
+            f"{r.A} and {r.B} differ on which images they get right (McNemar p "
+            f"{fmt.p_value(r['McNemar p'])} over {r.seeds} seeds: {more} right on "
+            f"{abs(only_a - only_b):.1f} more of the "
+            f"10,000 images per seed than {fewer}), but by less than the "
+            f"±{acc.margin.iloc[0]:.2f} points the test set resolves, so their accuracies "
+            "are called equivalent: a real difference, too small to matter at this test size."
+        )
+    return lines
 
 
 def evaluation_images(runs: pd.DataFrame):
@@ -178,7 +199,7 @@ def build_report(findings: Findings, out_dir: Path, with_paths: bool = False) ->
                 for group, g in finished.groupby("group")
             ],
         ),
-        predictions_section(findings.runs, finished, out_dir),
+        predictions_section(findings.runs, finished, out_dir, v),
         Section(
             "Fairness check",
             [f"WARNING {preset}: {w}" for preset, w in warnings]
@@ -191,10 +212,17 @@ def build_report(findings: Findings, out_dir: Path, with_paths: bool = False) ->
         appendix.environment_section(runs),
         appendix.commands_section(runs, clean, with_places=with_paths),
     ]
+    sections = [s for s in sections if s is not None and not empty(s)]
     title = f"mnist-bench report: {findings.label}"
     write_markdown(title, sections, out_dir / "report.md")
     write_html(title, sections, out_dir / "report.html")
     return out_dir / "report.html"
+
+
+def empty(section: Section) -> bool:
+    """A section with nothing to show (no text, table, figure or block) is left out."""
+    parts = (section.text, section.tables, section.images, section.blocks)
+    return not any(len(p) for p in parts)
 
 
 def _sentences(v: pd.DataFrame, quantity: str) -> list[str]:
@@ -270,20 +298,25 @@ def time_to_accuracy_section(rows: pd.DataFrame, out: Path) -> Section:
     return Section("Time to accuracy", text, [ttable], [image] if image else [])
 
 
-def predictions_section(runs: pd.DataFrame, rows: pd.DataFrame, out_dir: Path) -> Section:
+def predictions_section(
+    runs: pd.DataFrame, rows: pd.DataFrame, out_dir: Path, verdicts: pd.DataFrame
+) -> Section:
     """Prediction agreement and McNemar per group, and the misclassified test images."""
     section = Section("Predictions to look at")
     with tempfile.TemporaryDirectory() as tmp:
         preds = load_predictions(rows, Path(tmp))
     section.text.append(
         "Agreement: share of the 10,000 test images on which two implementations predict the "
-        "same label; McNemar's exact p tests whether one gets more images right than the other."
+        "same label; McNemar's exact p (discordant images summed over the seeds) tests whether "
+        "one gets more images right than the other; the mean per seed of images only one got "
+        "right beside it."
     )
     if lost := missing_artifacts(rows):
         section.text.append(f"Artifacts missing from the store: {'; '.join(lost)}")
     if not preds:
         section.text.append("No run's predictions.npz is in the store: nothing to compare.")
-    for group, by_impl in sorted(preds.items()):
+    for group, by_seed in sorted(preds.items()):
+        by_impl = next(iter(by_seed.values()))  # the lowest seed: the figures' run
         names = sorted(by_impl, key=impl_key)
         of_group = runs[runs.run_id.isin(rows.run_id[rows.group == group])]
         images, classes, why = evaluation_images(of_group)
@@ -301,13 +334,17 @@ def predictions_section(runs: pd.DataFrame, rows: pd.DataFrame, out_dir: Path) -
                     names=classes,
                 )
             )
-        labels = by_impl[names[0]][1]
-        agree = tables.agreement({k: by_impl[k][0] for k in names}, labels)
+        agree = tables.agreement_over_seeds(by_seed)
         if agree.empty:
             continue
+        section.text += reconciling_lines(agree, verdicts[verdicts.group == group]
+                                          if "group" in verdicts else verdicts)  # fmt: skip
         agree["agree"] = agree["agree"].map(fmt.percent)
         agree["McNemar p"] = agree["McNemar p"].map(fmt.p_value)
-        section.tables.append(Table(agree, caption=f"{group}: prediction agreement (lowest seed)"))
+        for col in ("only A right", "only B right"):
+            agree[col] = agree[col].map(lambda x: f"{x:.1f}")
+        caption = f"{group}: prediction agreement over every seed (the figures: lowest seed)"
+        section.tables.append(Table(agree, caption=caption))
     return section
 
 

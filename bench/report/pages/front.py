@@ -12,7 +12,7 @@ from bench.job.host import CONTENDED
 from bench.report.numbers import stats
 from bench.report.numbers.collect import what_differs
 from bench.report.numbers.rows import setting_id, setting_numbers
-from bench.report.numbers.stats import NO_DIFFERENCE
+from bench.report.numbers.stats import NO_DIFFERENCE, NOT_TESTED
 from bench.report.numbers.tables import PUBLISHED, TOLERANCE, TUTORIAL_DATASET, reproduction
 from bench.report.pages import fmt
 from bench.report.pages.render import Box, Code, Section, Table
@@ -176,32 +176,45 @@ def speed_cells(v: pd.DataFrame) -> dict[str, str]:
 def key_table(
     rows: pd.DataFrame, v: pd.DataFrame, preset: str, fairness: list[str]
 ) -> pd.DataFrame:
-    """At most 8 columns in human formats, rows in the canonical implementation order; the
-    speed column says what the paired verdicts of the row's comparison say."""
+    """Human formats, rows in the canonical implementation order, the answer first (speed
+    and steady epoch before the rest, so a phone shows them): the speed column says what the
+    paired verdicts of the row's comparison say; throughput counts steady epochs (the first,
+    tracing, epoch has its own column). A one-seed preset gets single-run numbers only."""
     g = rows[rows.preset == preset]
     settings = dict(zip(g.comparison, setting_numbers(g)))
     many = (g.device.nunique() > 1, len(settings) > 1)
     target = g.get("target", pd.Series(dtype=float)).dropna().unique()
     tt_name = f"time to {100 * target[0]:g}% val." if len(target) == 1 else "time to target"
+    one_seed = g.seed.nunique() == 1
     records = []
     for (impl, device, key), r in g.groupby(["implementation", "device", "comparison"]):
         speed = speed_cells(v[(v.preset == preset) & (v.setting == setting_id(key))])
-        notes = [f"only {len(r)} run(s)"] if len(r) < stats.MIN_RUNS else []
+        notes = [f"only {len(r)} run(s)"] if len(r) < stats.MIN_RUNS and not one_seed else []
         notes += fairness
-        records.append(
-            {
-                "_order": (impl_key(impl), device, settings[key]),
-                "implementation": _key_label(impl, device, settings[key], many),
-                "runs": len(r),
-                "test accuracy [95% CI]": fmt.percent(*stats.accuracy_interval(r.test_accuracy)),
+        row = {"_order": (impl_key(impl), device, settings[key]),
+               "implementation": _key_label(impl, device, settings[key], many)}  # fmt: skip
+        if one_seed:  # single runs: their numbers, no interval, no speed claim
+            row |= {
+                "test accuracy": fmt.percent(r.test_accuracy.mean()),
+                "steady epoch": fmt.seconds(r.steady_epoch_s.median()),
+                "steady samples/s": fmt.number(r.steady_samples_per_s.median()),
+                "first epoch": fmt.seconds(r.first_epoch_s.median()),
+                tt_name: time_text(*stats.censored_median(r.time_to_target_s)),
+            }
+        else:
+            row |= {
                 "speed": speed.get(impl, ""),
                 "steady epoch [95% CI]": fmt.seconds(*stats.ratio_interval(r.steady_epoch_s)),
-                "samples/s": fmt.number(r.samples_per_s.mean()),
+                "test accuracy [95% CI]": fmt.percent(*stats.accuracy_interval(r.test_accuracy)),
+                "steady samples/s (median)": fmt.number(r.steady_samples_per_s.median()),
+                "first epoch (median)": fmt.seconds(r.first_epoch_s.median()),
                 tt_name: time_text(*stats.censored_median(r.time_to_target_s)),
-                "notes": "; ".join(notes),
+                "runs": len(r),
             }
-        )
-    table = pd.DataFrame(records).sort_values("_order")
+        if notes:
+            row["notes"] = "; ".join(notes)
+        records.append(row)
+    table = pd.DataFrame(records).fillna("").sort_values("_order")
     return table.drop(columns=["_order"]).reset_index(drop=True)
 
 
@@ -211,6 +224,8 @@ def box_lines(
     """The verdict box of one preset: per comparison (where the preset holds several, each
     named "setting k"), a sentence per pair for the steady epoch, the accuracy said once when
     every pair is equivalent, time to target only where it differs."""
+    if preset_rows.seed.nunique() == 1 and len(v):
+        return one_seed_lines(preset_rows, fairness)
     numbers = dict(zip(preset_rows.comparison.map(setting_id), setting_numbers(preset_rows)))
     lines = []
     if len(numbers) > 1:
@@ -237,6 +252,40 @@ def box_lines(
     return lines
 
 
+SETTING_PARAMS = (  # what the key table's caption names, where the preset's runs share it
+    ("params.model.hidden", "hidden {}"),
+    ("params.model.activation", "{}"),
+    ("params.optimizer.name", "{}"),
+    ("params.optimizer.lr", "lr={}"),
+    ("params.train.batch_size", "batch {}"),
+    ("params.train.epochs", "{} epochs"),
+    ("params.model.dtype", "{}"),
+    ("params.device.name", "{}"),
+)
+
+
+def settings_text(runs: pd.DataFrame) -> str:
+    """The settings a preset's runs share, in words: "hidden [512], relu, rmsprop, lr=0.001,
+    batch 128, 5 epochs, float32, cpu" (a setting its comparisons differ in is left to them)."""
+    words = []
+    for column, form in SETTING_PARAMS:
+        values = runs[column].dropna().unique() if column in runs else []
+        if len(values) == 1:
+            words.append(form.format(values[0]))
+    return ", ".join(words)
+
+
+def one_seed_lines(preset_rows: pd.DataFrame, fairness: list[str]) -> list[str]:
+    """A one-seed preset's box: one run per implementation gives no interval, so no verdict
+    is tested; the key table holds the single runs' numbers."""
+    seed = preset_rows.seed.iloc[0]
+    return [
+        f"1 seed (seed {seed}): {NOT_TESTED}, one run per implementation gives no interval; "
+        "the numbers below are single runs. For verdicts, run 3 or more seeds "
+        "(seed=0,1,2 or more)"
+    ] + [f"WARNING: {w}" for w in fairness]
+
+
 def comparison_lines(v: pd.DataFrame, preset_rows: pd.DataFrame) -> list[str]:
     """The verdict lines of one comparison."""
     lines = [verdict_sentence(r) for r in v[v.quantity == "epoch_time"].itertuples()]
@@ -251,13 +300,20 @@ def comparison_lines(v: pd.DataFrame, preset_rows: pd.DataFrame) -> list[str]:
     else:
         lines += [verdict_sentence(r) for r in acc.itertuples()]
     ttt = v[v.quantity == "time_to_target"]
-    differs = ttt[ttt.verdict != NO_DIFFERENCE]
-    lines += [verdict_sentence(r) for r in differs.itertuples()]
-    if len(ttt) and differs.empty:
-        if ttt.estimate.isna().all() and preset_rows.time_to_target_s.isna().all():
-            lines.append("time to target: no validation set")
-        else:
-            lines.append(f"time to target: {NO_DIFFERENCE} for any pair (see Time to accuracy)")
+    decided = ttt[ttt.verdict.isin(["faster", "slower"])]
+    lines += [verdict_sentence(r) for r in decided.itertuples()]
+    rest = ttt.drop(decided.index)
+    if rest.empty:
+        return lines
+    if rest.estimate.isna().all() and preset_rows.time_to_target_s.isna().all():
+        lines.append("time to target: no validation set")
+    elif (rest.verdict == NOT_TESTED).all() and (rest.reached_a + rest.reached_b == 0).all():
+        lines.append(f"time to target: {NOT_TESTED} for any pair (no run reached the target)")
+    elif (rest.verdict == NO_DIFFERENCE).all():
+        which = "the other pairs" if len(decided) else "any pair"
+        lines.append(f"time to target: {NO_DIFFERENCE} for {which} (see Time to accuracy)")
+    else:
+        lines += [verdict_sentence(r) for r in rest.itertuples()]
     return lines
 
 
@@ -294,7 +350,9 @@ def verdict_section(
             differs = what_differs(of, of.comparison)
         s.blocks.append(Box(preset, box_lines(v[v.preset == preset], g, fair, differs)))
         table = key_table(rows, v, preset, fair)
-        tables.append(Table(table, caption=f"{preset}: key numbers"))
+        shared = settings_text(runs[runs.run_id.isin(g.run_id)]) if runs is not None else ""
+        caption = f"{preset}: key numbers" + (f" ({shared})" if shared else "")
+        tables.append(Table(table, caption=caption))
     s.blocks += tables
     return s
 
@@ -304,15 +362,17 @@ def reproduction_section(rows: pd.DataFrame) -> Section:
     repro = reproduction(rows)
     if repro.empty:
         tutorials = sorted(set(rows.preset) & set(PUBLISHED))
-        return Section(
-            "Reproduction of published results",
-            [
-                f"{', '.join(tutorials)}: not judged, no run on the tutorial's own dataset "
-                f"({TUTORIAL_DATASET})."
-                if tutorials
-                else "No tutorial preset in this selection."
-            ],  # fmt: skip
-        )
+        return (
+            Section(
+                "Reproduction of published results",
+                [
+                    f"{', '.join(tutorials)}: not judged, no run on the tutorial's own dataset "
+                    f"({TUTORIAL_DATASET})."
+                ],  # fmt: skip
+            )
+            if tutorials
+            else None
+        )  # no tutorial preset: no section
     numbers = dict(zip(rows.comparison, setting_numbers(rows)))
     several = rows.groupby("preset").comparison.nunique()
     ours, labels = [], []

@@ -23,6 +23,15 @@ from implementations import impl_key  # noqa: E402
 STYLES = ("-", "--", ":", "-.")
 
 
+def plain_log_axis(axis) -> None:
+    """A log axis (set to log by its caller) labelled in plain numbers: 0.2, 0.5, 1, 2, 5,
+    never "2x10^-1" or "6x10^0"."""
+    plain = FuncFormatter(lambda x, _: f"{x:g}")
+    axis.set_major_formatter(plain)
+    axis.set_minor_locator(LogLocator(subs=(2, 5)))
+    axis.set_minor_formatter(plain)
+
+
 def _save(fig, path: Path, dpi: int = 90) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=dpi)
@@ -100,10 +109,7 @@ def epoch_times(rows: pd.DataFrame, hist: pd.DataFrame, out: Path) -> Path:
         patch.set_facecolor(colour(g.implementation.iloc[0], rows.implementation))
         patch.set_alpha(0.6)
     ax.set_xscale("log")
-    plain = FuncFormatter(lambda x, _: f"{x:g}")  # 0.2, 0.5, 1, 2: no 2x10^-1 labels
-    ax.xaxis.set_major_formatter(plain)
-    ax.xaxis.set_minor_locator(LogLocator(subs=(2, 5)))
-    ax.xaxis.set_minor_formatter(plain)
+    plain_log_axis(ax.xaxis)
     ax.set_xlabel("steady-state epoch time (s, epochs 2+, log scale)")
     ax.grid(alpha=0.3, which="both")
     return _save(fig, out)
@@ -164,6 +170,7 @@ def time_to_thresholds(rows: pd.DataFrame, thresholds, out: Path) -> Path | None
     if ax.lines:
         ax.legend(fontsize=8)
         ax.set_yscale("log")
+        plain_log_axis(ax.yaxis)
     else:
         ax.text(
             0.5, 0.5, "no validation set in this selection", ha="center", transform=ax.transAxes

@@ -126,6 +126,10 @@ pre.cmd span{white-space:nowrap}
 img{max-width:100%;height:auto;display:block;margin:.4em 0}
 details{border:1px solid #ddd;border-radius:4px;padding:.3em .7em;margin:.4em 0}
 summary{cursor:pointer;font-weight:600}
+@media (max-width:600px){body{padding:0 .4em 1em}
+ .scroll::before{content:"scroll sideways for more columns \\2192";display:block;font-size:80%;color:#666}
+ td,th{white-space:normal;padding:2px 4px}
+ td:first-child,th:first-child{position:sticky;left:0;background:#fff}}
 """
 
 

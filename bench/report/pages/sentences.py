@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bench.report.numbers.stats import NO_DIFFERENCE
+from bench.report.numbers.stats import NO_DIFFERENCE, NOT_TESTED
 
 WORDS = {"epoch_time": "steady epoch", "time_to_target": "time to target"}
 MISSING = {
@@ -43,8 +43,8 @@ def time_sentence(row) -> str:
     if np.isnan(est) and row.missing:
         return f"{a} vs {b}, {what}: {note}"
     if np.isnan(low):
-        ratio = f"{est:.2f}x; " if not np.isnan(est) else ""
-        return f"{a} vs {b}: {NO_DIFFERENCE}, {note} ({ratio}{seeds})"
+        ratio = f"; {est:.2f}x" if not np.isnan(est) else ""
+        return f"{a} vs {b}, {what}: {NOT_TESTED} ({note}{ratio})"
     return f"{a} vs {b}: {NO_DIFFERENCE} ({est:.2f}x [{low:.2f}, {high:.2f}]; {seeds})"
 
 
@@ -67,7 +67,7 @@ def accuracy_sentence(row) -> str:
         )
     if np.isnan(low):
         note = reason_text(row) or "no interval"
-        return f"{a} vs {b}, test accuracy: {NO_DIFFERENCE}, {note} ({est:+.2f} points)"
+        return f"{a} vs {b}, test accuracy: {NOT_TESTED} ({note}; {est:+.2f} points)"
     return (
         f"{a} vs {b}, test accuracy: {NO_DIFFERENCE} "
         f"({est:+.2f} [{low:+.2f}, {high:+.2f}] points, {seeds})"
@@ -79,12 +79,12 @@ def reason_text(row) -> str:
     if row.missing:
         return MISSING[row.missing]
     if row.contended:
-        return f"host contended in {row.contended} of {row.n} seeds: no claim"
+        return f"host contended in {row.contended} of {row.n} seeds"
     if row.censored:
         some = "no" if row.reached_a + row.reached_b == 0 else "not every"
         reached = f"{row.a} {row.reached_a}/{row.runs_a}, {row.b} {row.reached_b}/{row.runs_b}"
-        return f"{some} run reached it ({reached} reached): no interval"
-    return "1 run: no interval" if row.measured == 1 else ""
+        return f"{some} run reached it: {reached}"
+    return "1 seed" if row.measured == 1 else ""
 
 
 def aside_text(row) -> str:
@@ -104,6 +104,8 @@ def estimate_text(r) -> str:
         return f"{r.estimate:.2f}x [{r.ci_low:.2f}, {r.ci_high:.2f}]{aside}"
     if r.censored and not r.contended:
         return "not reached by every run: no interval"
+    if r.measured == 1 and not r.contended:
+        return f"{r.estimate:.2f}x (1 seed: no interval)"
     if r.contended:
         return f"{r.estimate:.2f}x, {reason_text(r)}"
     note = "; ".join(filter(None, [reason_text(r), aside_text(r)]))
@@ -112,7 +114,9 @@ def estimate_text(r) -> str:
 
 def verdict_text(r) -> str:
     """The verdict said of a ("numpy faster"), so no line reads the wrong way round."""
-    return r.verdict if r.verdict in ("equivalent", NO_DIFFERENCE) else f"{r.a} {r.verdict}"
+    if r.verdict in ("equivalent", NO_DIFFERENCE, NOT_TESTED):
+        return r.verdict
+    return f"{r.a} {r.verdict}"
 
 
 def time_text(median: float, reached: int, n: int) -> str:
