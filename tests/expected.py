@@ -30,6 +30,11 @@ def _steady(client: MlflowClient, run_id: str) -> tuple[float, bool]:
     return float(np.median(calm or [times[s] for s in later])), all(busy.values())
 
 
+def steady(run_id: str) -> float:
+    """A run's steady epoch in seconds, from its raw per-epoch metrics."""
+    return _steady(MlflowClient(), run_id)[0]
+
+
 def speed_sentence(parent_run_id: str, a: str, b: str) -> str:
     """The steady-epoch verdict of a against b over the sweep's seeds, in the report's words."""
     client = MlflowClient()

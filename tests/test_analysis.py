@@ -3,6 +3,8 @@ synthetic per-run tables (no MLflow, no training)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,12 +12,13 @@ from scipy import stats
 
 from bench.report.numbers import checklist, verdicts
 from bench.report.numbers import stats as analysis
-from bench.report.numbers.collect import Selection
+from bench.report.numbers.collect import Selection, comparison_keys, what_differs
 from bench.report.numbers.findings import Findings
-from bench.report.numbers.rows import THRESHOLDS, per_run
+from bench.report.numbers.rows import THRESHOLDS, per_run, setting_numbers
 from bench.report.numbers.stats import NO_DIFFERENCE, NOT_TESTED
 from bench.report.numbers.tables import agreement, summary_table
-from bench.report.pages import assemble, sentences
+from bench.report.pages import appendix, assemble, front, sentences
+from bench.report.pages.render import Section, Table
 
 T2 = stats.t.ppf(0.975, 2)  # the t quantile of a 3-run interval
 
@@ -33,6 +36,7 @@ def rows_of(*records: dict) -> pd.DataFrame:
         "first_epoch_s": 3.0,
         "steady_epoch_s": 2.0,
         "samples_per_s": 1000.0,
+        "steady_samples_per_s": 1200.0,
         "train_time_s": 10.0,
         "total_time_s": 12.0,
         "peak_rss_mb": 500.0,
@@ -533,3 +537,142 @@ def test_agreement_over_seeds_counts_every_shared_seed():
     assert (row["only A right"], row["only B right"]) == (1.0, 0.5)  # (1+1)/2, (1+0)/2
     assert row["McNemar p"] == pytest.approx(analysis.pooled_mcnemar_p([1, 1], [1, 0]))
     assert row["p < 0.05 in"] == "0 of 2 seeds"
+
+
+def test_the_box_says_why_time_to_target_was_not_tested(compared):
+    """Not one line "no run reached the target" where the host was contended instead."""
+    from bench.report.pages import front
+
+    busy = compared.assign(  # every run reached the target; all but seed 0 ran on a busy host
+        all_contended=lambda d: d.seed != 0, time_to_target_s=lambda d: 3 * d.steady_epoch_s
+    )
+    lines = front.comparison_lines(verdicts.verdicts(busy), busy)
+    said = [line for line in lines if "time to target" in line]
+    assert said and all("host contended" in line for line in said), said
+    assert not any("no run reached" in line for line in lines)
+
+
+# --- the report's first screen ------------------------------------------------------------
+
+
+def test_steady_throughput_leaves_the_first_epoch_out():
+    """1,000 images, epochs of 5, 1 and 1 s: the harness's samples/s is 3,000 / 7 s = 429,
+    the steady one 1,000 / 1 s; the key table shows the steady one, the first epoch apart."""
+    runs = pd.DataFrame(
+        {"run_id": ["r0", "r1", "r2"], "run_name": ["n-s0", "n-s1", "n-s2"],
+         "status": "FINISHED", "tags.implementation": "numpy", "tags.device": "cpu",
+         "tags.preset": "p", "params.seed": ["0", "1", "2"], "comparison": "s",
+         "metrics.samples_per_s": [3000 / 7, 3000 / 8, 3000 / 9],
+         "metrics.train_time_s": [7.0, 8.0, 9.0], "metrics.test_accuracy": 0.98}
+    )  # fmt: skip
+    hist = pd.DataFrame(
+        history("r0", [None] * 3) + history("r1", [None] * 3) + history("r2", [None] * 3)
+    )
+    hist.loc[hist.step == 1, "value"] = 5.0
+    hist.loc[(hist.run_id == "r1") & (hist.step > 1), "value"] = 1.5  # 1,000 / 1.5 s
+    hist.loc[(hist.run_id == "r2") & (hist.step > 1), "value"] = 2.0
+    rows = per_run(runs, hist)
+    assert rows.steady_samples_per_s.tolist() == pytest.approx([1000.0, 1000 / 1.5, 500.0])
+    full = runs.assign(**{"params.dataset.n_train": "null", "params.dataset.val_size": "5000"})
+    steady = per_run(full, hist).steady_samples_per_s  # the whole pool less validation
+    assert steady.tolist() == pytest.approx([55000.0, 55000 / 1.5, 27500.0])
+    assert summary_table(rows.assign(group="p")).steady_samples_per_s_median.iloc[0] == (
+        pytest.approx(1000 / 1.5)
+    )
+    table = front.key_table(rows.assign(group="p"), verdicts.verdicts(rows), "p", [])
+    assert table.columns[:4].tolist() == [
+        "implementation", "speed", "steady epoch [95% CI]", "test accuracy [95% CI]"
+    ]  # fmt: skip
+    assert table["steady samples/s (median)"].iloc[0] == "667"
+    assert table["first epoch (median)"].iloc[0] == "5.00 s"
+    assert "samples/s" not in table
+
+
+def test_a_one_seed_preset_says_once_that_it_tested_nothing():
+    rows = rows_of(
+        {"implementation": "keras", "seed": 0, "steady_epoch_s": 4.0},
+        {"implementation": "numpy", "seed": 0, "steady_epoch_s": 1.0},
+    )
+    v = verdicts.verdicts(rows)
+    assert len(v) == 3 and (v.verdict == NOT_TESTED).all()  # verdicts.csv keeps its rows
+    box = front.box_lines(v, rows, [])
+    assert box == [
+        "1 seed (seed 0): not tested, one run per implementation gives no interval; the "
+        "numbers below are single runs. For verdicts, run 3 or more seeds (seed=0,1,2 or more)"
+    ]
+    table = front.key_table(rows, v, "p", [])
+    assert table.columns.tolist() == [
+        "implementation", "test accuracy", "steady epoch", "steady samples/s", "first epoch",
+        "time to target",
+    ]  # fmt: skip
+    assert table.implementation.tolist() == ["numpy", "keras"]
+    assert table["steady epoch"].tolist() == ["1.00 s", "4.00 s"]
+
+
+def preset_runs(**params) -> pd.DataFrame:
+    """An MLflow-shaped frame of two runs of preset p with the params a key caption names."""
+    base = {"params.model.hidden": "[512]", "params.model.activation": "relu",
+            "params.optimizer.name": "rmsprop", "params.optimizer.lr": "0.001",
+            "params.train.batch_size": "128", "params.train.epochs": "5",
+            "params.model.dtype": "float32", "params.device.name": "cpu"}  # fmt: skip
+    runs = pd.DataFrame({"run_id": ["r0", "r1"], "tags.preset": "p",
+                         "tags.implementation": ["numpy", "keras"], "params.seed": "0",
+                         **base})  # fmt: skip
+    for key, values in params.items():
+        runs[key] = values
+    return runs.assign(comparison=comparison_keys(runs))
+
+
+def test_the_key_table_caption_names_the_setting_its_rows_share():
+    runs = preset_runs()
+    rows = rows_of(*({"implementation": i, "seed": 0, "comparison": k}
+                     for i, k in zip(runs["tags.implementation"], runs.comparison)))  # fmt: skip
+    assert front.key_caption("p", runs, rows, what_differs(runs, runs.comparison)) == (
+        "p: key numbers (784-512-10 relu, rmsprop lr=0.001, batch 128, 5 epochs, float32, cpu)"
+    )
+    two = preset_runs(**{"params.train.batch_size": ["64", "128"], "params.model.hidden": "[]"})
+    rows = rows_of(*({"implementation": "numpy", "seed": 0, "comparison": k}
+                     for k in two.comparison))  # fmt: skip
+    number = dict(zip(rows.comparison, setting_numbers(rows)))
+    caption = front.key_caption("p", two, rows, what_differs(two, two.comparison))
+    assert caption.startswith("p: key numbers (784-10 relu, rmsprop lr=0.001, 5 epochs, ")
+    first, second = sorted(zip(number.values(), ["64", "128"]))
+    assert caption.endswith(
+        f"; setting {first[0]}: train.batch_size={first[1]}; "
+        f"setting {second[0]}: train.batch_size={second[1]})"
+    )
+    box = front.box_lines(verdicts.verdicts(rows), rows, [], what_differs(two, two.comparison))
+    assert f"setting {first[0]}: train.batch_size={first[1]}" in box
+
+
+def test_mcnemar_and_an_equivalent_accuracy_are_reconciled_in_one_sentence():
+    agree = pd.DataFrame([{"A": "tf_tape", "B": "keras", "seeds": 5, "only A right": 40.2,
+                           "only B right": 52.6, "McNemar p": 0.0004}])  # fmt: skip
+    v = pd.DataFrame([{"quantity": "test_accuracy", "a": "tf_tape", "b": "keras",
+                       "verdict": "equivalent", "margin": 0.3954}])  # fmt: skip
+    assert assemble.reconciling_lines(agree, v) == [
+        "tf_tape and keras differ on which images they get right (McNemar p < 0.001 over 5 "
+        "seeds: keras right on 12.4 more images per seed) but by less than the ±0.40 points "
+        "the 10,000 test images can resolve, so their accuracies are called equivalent"
+    ]
+    assert assemble.reconciling_lines(agree.assign(**{"McNemar p": 0.2}), v) == []
+    assert assemble.reconciling_lines(agree, v.assign(verdict="less accurate")) == []
+
+
+def test_a_section_with_nothing_to_show_is_left_out():
+    mnist = rows_of(*trio("numpy", [1, 1, 1]))
+    assert front.reproduction_section(mnist) is None  # no tutorial preset
+    fashion = mnist.assign(preset="keras_dense512", dataset="fashion_mnist")
+    judged = front.reproduction_section(fashion)
+    assert judged.text == [
+        "keras_dense512: not judged, no run on the tutorial's own dataset (mnist)."
+    ]
+    assert assemble.time_to_accuracy_section(mnist.assign(has_val=False), Path()) is None
+    runs = mlflow_runs(**{"tags.implementation": "numpy", "tags.lockstep": "true"})
+    one = pd.DataFrame([{"run_id": r, "key": "train_loss", "step": 1, "value": 0.3}
+                        for r in runs.run_id])  # fmt: skip
+    assert appendix.lockstep_section(runs, one) is None  # lockstep, but one implementation
+    assert appendix.determinism_section(runs) is None
+    assert appendix.more_numbers(pd.DataFrame()) is None
+    assert assemble.empty(Section("x", tables=[Table(pd.DataFrame())]))
+    assert not assemble.empty(Section("x", ["a finding"]))

@@ -48,3 +48,11 @@ def test_readers_give_the_same_numbers_from_an_old_store_and_a_new_one(tmp_path)
     assert by_run[old] == by_run[new] == [0.9, 0.5]
     stored_old = client.get_run(old).data.metrics
     assert names.short_metrics(stored_old) == names.short_metrics(client.get_run(new).data.metrics)
+
+
+def test_a_final_duration_is_stored_in_four_significant_digits():
+    from bench.tracking.runs import shown
+
+    assert shown("steady_epoch_time_s", 3.2311305891) == 3.231
+    assert shown("test_accuracy", 0.97812345) == 0.97812345  # exact fractions stay exact
+    assert shown("samples_per_s", 26091.123456) == 26091.123456  # a rate, not a duration

@@ -15,6 +15,7 @@ from bench.commands.report import main as report_main
 from bench.report.numbers.rows import group_labels, setting_id
 from bench.report.numbers.stats import NO_DIFFERENCE, equivalence_margin
 from bench.report.pages.plots import by_setting
+from tests import expected
 from tests.test_app import SMALL, mnist_bench, runs_of
 
 _SWEEP: dict = {}
@@ -102,6 +103,16 @@ def test_report_files_table_and_numbers(swept):
     header = [line for line in verdicts_md.splitlines() if line.startswith("| ")][0]
     assert header.startswith("| implementation | speed | steady epoch [95% CI] |"), header
     assert "steady samples/s (median) | first epoch (median)" in header
+    # steady samples/s: the 2,000 training images over each run's steady epoch, median per row
+    for row in key:
+        steady = [expected.steady(r.info.run_id) for r in runs
+                  if r.data.tags["implementation"] == row[0].strip("| ")]  # fmt: skip
+        want = np.median(2000 / np.array(steady))
+        assert float(row[4].replace(",", "")) == pytest.approx(want, rel=5e-3), row
+    caption = "*custom: key numbers (784-512-10 relu, rmsprop lr=0.001, batch 128, 2 epochs, "
+    assert caption + "float32, cpu)*" in verdicts_md
+    assert "## Reproduction of published results" not in md  # no tutorial preset: no section
+    assert "### Determinism" not in md  # no config ran twice
     # the speed column says what the paired verdicts say: a fastest only where one is faster
     # than every other implementation by its verdict
     speed = pd.read_csv(out / "verdicts.csv").query("quantity == 'epoch_time'")
@@ -172,7 +183,7 @@ def test_report_files_table_and_numbers(swept):
     prose = re.sub(r"```.*?```", "", md, flags=re.S)  # a code block shows text as it is
     assert "<script>" not in prose  # Markdown viewers would run it
     appendix = html.split("<section id='appendix'>")[1]
-    assert appendix.count("<details") == 5
+    assert appendix.count("<details") == 4  # more numbers, lockstep, environment, commands
     lockstep = md.split("### Lockstep check")[1].split("###")[0]
     assert [
         line.split(" | ")[1] for line in lockstep.splitlines() if line.startswith("| custom")

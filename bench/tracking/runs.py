@@ -146,6 +146,13 @@ def _exit_handler() -> None:
         close_open_runs("the process exited before the run ended", "FAILED")
 
 
+def shown(key: str, value: float) -> float:
+    """A final metric as stored: a duration in 4 significant digits (3.231 s, not
+    3.2311305...: a timer on a shared host resolves no more), anything else as it is."""
+    duration = key.endswith("_s") and not key.endswith("_per_s")  # samples_per_s is a rate
+    return float(f"{value:.4g}") if duration else float(value)
+
+
 class MlflowRun:
     """The MLflow side of one job, written from its `Job`; ended by finish() or fail(), never
     left RUNNING."""
@@ -270,7 +277,7 @@ class MlflowRun:
         written; any error on the way leaves the run open for the caller to fail."""
         self.settle()
         now = int(time.time() * 1000)
-        metrics = {names.stored(k, per_epoch=False): float(v) for k, v in metrics.items()}
+        metrics = {names.stored(k, per_epoch=False): shown(k, v) for k, v in metrics.items()}
         self._batch(
             metrics=[Metric(k, v, now, 0, model_id=self.model_of(k)) for k, v in metrics.items()]
         )

@@ -9,6 +9,7 @@ import hashlib
 import numpy as np
 import pandas as pd
 
+from bench.data.catalog import SPLIT_SIZES
 from bench.job.host import CONTENDED
 from bench.report.numbers.collect import what_differs
 
@@ -71,9 +72,8 @@ def per_run(runs: pd.DataFrame, hist: pd.DataFrame) -> pd.DataFrame:
     out["epochs"] = out.run_id.map(times.groupby("run_id").size()).fillna(0).astype(int)
     out["steady_epoch_s"] = out.run_id.map(steady)  # NaN for a one-epoch run: no steady state
     # images per second of a steady epoch: the first (tracing) epoch left out, as in the
-    # verdicts (samples_per_s counts every epoch; its images per epoch are n_train)
-    images = out.samples_per_s * out.train_time_s / out.epochs.where(out.epochs > 0)
-    out["steady_samples_per_s"] = images / out.steady_epoch_s
+    # verdicts (samples_per_s counts every epoch)
+    out["steady_samples_per_s"] = train_images(runs, out) / out.steady_epoch_s
     out["has_val"] = has_validation(runs, hist).to_numpy()
     # not reached = censored (+inf), kept for the medians; NaN only without a validation set
     out["time_to_target_s"] = np.where(out.has_val, out.time_to_target_s.fillna(np.inf), np.nan)
@@ -82,6 +82,19 @@ def per_run(runs: pd.DataFrame, hist: pd.DataFrame) -> pd.DataFrame:
             lambda r, th=threshold: time_to_accuracy(hist, r, th)
         )
     return out
+
+
+def train_images(runs: pd.DataFrame, out: pd.DataFrame) -> pd.Series:
+    """Per run, the images of one epoch: dataset.n_train where set, else the training pool
+    less the validation set (bench.data.prepare's split); without those params, from the
+    harness's samples/s (n_train x epochs / train time; its stored digits are rounded)."""
+    n_train, val_size = (
+        pd.to_numeric(runs.get(f"params.dataset.{k}", pd.Series(index=runs.index)), errors="coerce")
+        for k in ("n_train", "val_size")
+    )  # "null" (every image of the pool) reads NaN
+    split = n_train.fillna(SPLIT_SIZES["train"] - val_size)
+    harness = out.samples_per_s * out.train_time_s / out.epochs.where(out.epochs > 0)
+    return split.fillna(harness)
 
 
 def setting_id(comparison: str) -> str:

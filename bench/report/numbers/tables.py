@@ -72,7 +72,8 @@ def summary_table(rows: pd.DataFrame) -> pd.DataFrame:
                 "steady_epoch_s_ci_low": geo_low,
                 "steady_epoch_s_ci_high": geo_high,
                 "first_epoch_s_median": g.first_epoch_s.median(),
-                "samples_per_s_mean": g.samples_per_s.mean(),
+                "samples_per_s_mean": g.samples_per_s.mean(),  # every epoch, tracing too
+                "steady_samples_per_s_median": g.steady_samples_per_s.median(),
                 "time_to_target_s_median": target if measured else np.nan,
                 "time_to_target_reached": reached if measured else np.nan,
                 "train_time_s_mean": g.train_time_s.mean(),

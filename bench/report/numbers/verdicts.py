@@ -2,6 +2,16 @@
 why a row has no interval as fields (REASON_COLUMNS) that bench.report.pages.sentences says in
 words.
 
+Words, said of a against b, each following from the interval alone:
+- "faster" / "slower": the interval of b's time / a's lies above / below 1.
+- "more accurate" / "less accurate": the interval of a's minus b's accuracy lies above / below
+  0 and reaches outside ±margin.
+- "equivalent": the whole accuracy interval lies inside ±margin (what the test set resolves).
+- "no significant difference": there is an interval and it contains 1 (or 0): a test was
+  made and found no difference.
+- "not tested": there is no interval (one seed, a time some run never reached, too few calm
+  seeds, no value at all): nothing was tested, whatever the estimate says.
+
 Pairing: within one preset and comparison (collect.comparison_keys: what must be equal), two
 implementations' runs are paired by seed; repeats of one seed are one replicate (their median).
 n = seeds both have; `setting` names the comparison (summary.csv's short hash of its key).
@@ -156,7 +166,7 @@ def verdicts(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def verdict_of(row) -> str:
-    """The verdict word, from the interval alone (NaN bounds: no interval, no difference)."""
+    """The verdict word, from the interval alone (NaN bounds: no interval, not tested)."""
     if row.quantity == "test_accuracy":
         return accuracy_verdict(row.ci_low, row.ci_high, row.margin)
     return speed_verdict(row.ci_low, row.ci_high)

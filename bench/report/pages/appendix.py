@@ -25,10 +25,10 @@ def canonical(table: pd.DataFrame, *first: str) -> pd.DataFrame:
     return table.assign(_o=order).sort_values(keys).drop(columns="_o").reset_index(drop=True)
 
 
-def more_numbers(summary: pd.DataFrame) -> Section:
+def more_numbers(summary: pd.DataFrame) -> Section | None:
     """The summary's columns the key tables leave out, in human formats."""
     if summary.empty:
-        return Section("More numbers per implementation", appendix=True)
+        return None
     gap = 100 * (summary.train_accuracy_mean - summary.test_accuracy_mean)
     out = pd.DataFrame(
         {
@@ -89,30 +89,24 @@ def lockstep_pairs(runs: pd.DataFrame, hist: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(records)
 
 
-def lockstep_section(runs: pd.DataFrame, hist: pd.DataFrame) -> Section:
-    """The largest train-loss gap between lockstep implementations."""
+def lockstep_section(runs: pd.DataFrame, hist: pd.DataFrame) -> Section | None:
+    """The largest train-loss gap between lockstep implementations (None without two)."""
     table = lockstep_pairs(runs, hist)
+    if table.empty:
+        return None
     text = [
         "Lockstep runs share initial weights and batch order, so their train losses should "
         "agree to float32 rounding: the largest difference over all epochs and seeds."
     ]
-    if table.empty:
-        text = ["No lockstep runs of two implementations in this selection."]
     return Section("Lockstep check", text, [table], appendix=True)
 
 
-def determinism_section(runs: pd.DataFrame) -> Section:
-    """How repeats of one config matched their earlier runs."""
+def determinism_section(runs: pd.DataFrame) -> Section | None:
+    """How repeats of one config matched their earlier runs (None without a repeat: a run
+    again with tracking.skip_completed=false makes one)."""
     table = determinism(runs)
     if table.empty:
-        return Section(
-            "Determinism",
-            [
-                "No repeated config in this selection (run one again with "
-                "tracking.skip_completed=false to certify it)."
-            ],
-            appendix=True,
-        )
+        return None
     shaky = table[table.bitwise < table[["bitwise", "tolerance", "divergent"]].sum(axis=1)]
     text = [
         "Runs whose config and seed ran before, compared epoch by epoch on the train loss: "

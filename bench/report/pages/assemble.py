@@ -100,14 +100,14 @@ def reconciling_lines(agree: pd.DataFrame, v: pd.DataFrame) -> list[str]:
         if acc.empty or acc.verdict.iloc[0] != "equivalent":
             continue
         only_a, only_b = r["only A right"], r["only B right"]
-        more, fewer = (r.A, r.B) if only_a > only_b else (r.B, r.A)
+        more = r.A if only_a > only_b else r.B
+        p = fmt.p_value(r["McNemar p"])
         lines.append(
-            f"{r.A} and {r.B} differ on which images they get right (McNemar p "
-            f"{fmt.p_value(r['McNemar p'])} over {r.seeds} seeds: {more} right on "
-            f"{abs(only_a - only_b):.1f} more of the "
-            f"10,000 images per seed than {fewer}), but by less than the "
-            f"±{acc.margin.iloc[0]:.2f} points the test set resolves, so their accuracies "
-            "are called equivalent: a real difference, too small to matter at this test size."
+            f"{r.A} and {r.B} differ on which images they get right (McNemar "
+            f"{'p ' + p if p.startswith('<') else 'p = ' + p} over {r.seeds} seeds: {more} "
+            f"right on {abs(only_a - only_b):.1f} more images per seed) but by less than the "
+            f"±{acc.margin.iloc[0]:.2f} points the {stats.TEST_SIZE:,} test images can resolve, "
+            "so their accuracies are called equivalent"
         )
     return lines
 
@@ -220,9 +220,9 @@ def build_report(findings: Findings, out_dir: Path, with_paths: bool = False) ->
 
 
 def empty(section: Section) -> bool:
-    """A section with nothing to show (no text, table, figure or block) is left out."""
-    parts = (section.text, section.tables, section.images, section.blocks)
-    return not any(len(p) for p in parts)
+    """A section with nothing to show (no text, table row, figure or block) is left out."""
+    rows = [t.df if isinstance(t, Table) else t for t in section.tables]
+    return not any([section.text, section.images, section.blocks, *(len(t) for t in rows)])
 
 
 def _sentences(v: pd.DataFrame, quantity: str) -> list[str]:
@@ -235,7 +235,7 @@ def speed_section(rows: pd.DataFrame, hist: pd.DataFrame, v: pd.DataFrame, out: 
     text = _sentences(v, "epoch_time") + _sentences(v, "time_to_target")
     return Section(
         "Speed, paired by seed",
-        text or ["Needs two implementations sharing seeds."],
+        text,  # no pair: the figure alone (the verdict box says there is nothing to compare)
         images=[plots.epoch_times(rows, hist, out / "epoch_times.png")] if len(rows) else [],
     )
 
@@ -273,48 +273,50 @@ def time_to_accuracy_table(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(records)
 
 
-def time_to_accuracy_section(rows: pd.DataFrame, out: Path) -> Section:
+def time_to_accuracy_section(rows: pd.DataFrame, out: Path) -> Section | None:
     """Censored medians per threshold ("k/n reached"); presets without a validation set get
-    one sentence, not a row of blanks."""
-    ttable = time_to_accuracy_table(rows) if len(rows) else pd.DataFrame()
+    one sentence, not a row of blanks, and a selection without any gets no section (its
+    verdict boxes say "no validation set")."""
+    if not rows.has_val.any():
+        return None
+    ttable = time_to_accuracy_table(rows)
     text = [
         "Training seconds until the validation accuracy first reached each threshold (97% is "
         "AlgoPerf's MNIST target): median over runs, a run that never reached it counted as "
         "+inf, so the median says 'not reached' once half the runs did not."
     ]
-    if not ttable.empty:
-        cols = [f"to_{t:.3g}" for t in THRESHOLDS]
-        none = (ttable[cols] == "no validation set").all(axis=1)
-        for preset in sorted(ttable[none].preset.unique()):
-            text.append(f"{preset}: no validation set (val_size=0), so no time to accuracy.")
-        ttable = ttable[~none].rename(
-            columns={c: f"{100 * t:g}%" for c, t in zip(cols, THRESHOLDS)}
-        )
-        ttable = ttable[
-            ["preset", "implementation", *ttable.columns.drop(["preset", "implementation"])]
-        ]
-        ttable = appendix.canonical(ttable, "preset") if not ttable.empty else ttable
+    cols = [f"to_{t:.3g}" for t in THRESHOLDS]
+    none = (ttable[cols] == "no validation set").all(axis=1)
+    for preset in sorted(ttable[none].preset.unique()):
+        text.append(f"{preset}: no validation set (val_size=0), so no time to accuracy.")
+    ttable = ttable[~none].rename(columns={c: f"{100 * t:g}%" for c, t in zip(cols, THRESHOLDS)})
+    ttable = ttable[
+        ["preset", "implementation", *ttable.columns.drop(["preset", "implementation"])]
+    ]
+    ttable = appendix.canonical(ttable, "preset")
     image = plots.time_to_thresholds(rows, THRESHOLDS, out / "time_to_accuracy.png")
     return Section("Time to accuracy", text, [ttable], [image] if image else [])
 
 
 def predictions_section(
     runs: pd.DataFrame, rows: pd.DataFrame, out_dir: Path, verdicts: pd.DataFrame
-) -> Section:
-    """Prediction agreement and McNemar per group, and the misclassified test images."""
+) -> Section | None:
+    """Prediction agreement and McNemar per group over every seed, and the misclassified test
+    images of the lowest seed; None where no run's predictions (nor their loss) is there."""
     section = Section("Predictions to look at")
     with tempfile.TemporaryDirectory() as tmp:
         preds = load_predictions(rows, Path(tmp))
+    lost = missing_artifacts(rows)
+    if not preds and not lost:
+        return None  # nothing to show: no section
     section.text.append(
         "Agreement: share of the 10,000 test images on which two implementations predict the "
         "same label; McNemar's exact p (discordant images summed over the seeds) tests whether "
         "one gets more images right than the other; the mean per seed of images only one got "
         "right beside it."
     )
-    if lost := missing_artifacts(rows):
+    if lost:
         section.text.append(f"Artifacts missing from the store: {'; '.join(lost)}")
-    if not preds:
-        section.text.append("No run's predictions.npz is in the store: nothing to compare.")
     for group, by_seed in sorted(preds.items()):
         by_impl = next(iter(by_seed.values()))  # the lowest seed: the figures' run
         names = sorted(by_impl, key=impl_key)

@@ -4,6 +4,7 @@ A reader who stops here has the answer; everything after it is evidence."""
 
 from __future__ import annotations
 
+import re
 import shlex
 
 import pandas as pd
@@ -225,7 +226,7 @@ def box_lines(
     named "setting k"), a sentence per pair for the steady epoch, the accuracy said once when
     every pair is equivalent, time to target only where it differs."""
     if preset_rows.seed.nunique() == 1 and len(v):
-        return one_seed_lines(preset_rows, fairness)
+        return one_seed_lines(preset_rows, fairness, differs or {})
     numbers = dict(zip(preset_rows.comparison.map(setting_id), setting_numbers(preset_rows)))
     lines = []
     if len(numbers) > 1:
@@ -252,38 +253,62 @@ def box_lines(
     return lines
 
 
-SETTING_PARAMS = (  # what the key table's caption names, where the preset's runs share it
-    ("params.model.hidden", "hidden {}"),
-    ("params.model.activation", "{}"),
-    ("params.optimizer.name", "{}"),
-    ("params.optimizer.lr", "lr={}"),
-    ("params.train.batch_size", "batch {}"),
-    ("params.train.epochs", "{} epochs"),
-    ("params.model.dtype", "{}"),
-    ("params.device.name", "{}"),
+CAPTION = (  # (params, words): what a key table's caption names where all its runs share it
+    (("params.model.hidden", "params.model.activation"), "{} {}"),
+    (("params.optimizer.name", "params.optimizer.lr"), "{} lr={}"),
+    (("params.train.batch_size",), "batch {}"),
+    (("params.train.epochs",), "{} epochs"),
+    (("params.model.dtype",), "{}"),
+    (("params.device.name",), "{}"),
 )
 
 
+def layer_sizes(hidden: str) -> str:
+    """The layer sizes, 784-512-10 from the logged "[512]": the network is [784, *hidden, 10]."""
+    return "-".join(["784", *re.findall(r"\d+", str(hidden)), "10"])
+
+
+def shared_value(runs: pd.DataFrame, column: str) -> str | None:
+    """The one value every run has in `column`, else None (absent, or it differs)."""
+    values = runs[column].dropna().astype(str).unique() if column in runs else []
+    if len(values) != 1:
+        return None
+    return layer_sizes(values[0]) if column == "params.model.hidden" else values[0]
+
+
 def settings_text(runs: pd.DataFrame) -> str:
-    """The settings a preset's runs share, in words: "hidden [512], relu, rmsprop, lr=0.001,
+    """The settings a preset's runs share, in words: "784-512-10 relu, rmsprop lr=0.001,
     batch 128, 5 epochs, float32, cpu" (a setting its comparisons differ in is left to them)."""
     words = []
-    for column, form in SETTING_PARAMS:
-        values = runs[column].dropna().unique() if column in runs else []
-        if len(values) == 1:
-            words.append(form.format(values[0]))
+    for columns, form in CAPTION:
+        values = [shared_value(runs, c) for c in columns]
+        if None not in values:
+            words.append(form.format(*values))
     return ", ".join(words)
 
 
-def one_seed_lines(preset_rows: pd.DataFrame, fairness: list[str]) -> list[str]:
+def key_caption(preset: str, runs: pd.DataFrame, preset_rows: pd.DataFrame, differs: dict) -> str:
+    """The key table's caption, "compare: key numbers (784-512-10 relu, ...)": the settings
+    every row shares and, where the preset holds several comparisons, what each "(setting k)"
+    row ran."""
+    numbers = dict(zip(preset_rows.comparison, setting_numbers(preset_rows)))
+    each = [f"setting {numbers[k]}: {differs[k]}" for k in sorted(differs, key=numbers.get)]
+    words = "; ".join(filter(None, [settings_text(runs), *each]))
+    return f"{preset}: key numbers" + (f" ({words})" if words else "")
+
+
+def one_seed_lines(preset_rows: pd.DataFrame, fairness: list[str], differs: dict) -> list[str]:
     """A one-seed preset's box: one run per implementation gives no interval, so no verdict
     is tested; the key table holds the single runs' numbers."""
     seed = preset_rows.seed.iloc[0]
-    return [
+    numbers = dict(zip(preset_rows.comparison, setting_numbers(preset_rows)))
+    lines = [
         f"1 seed (seed {seed}): {NOT_TESTED}, one run per implementation gives no interval; "
         "the numbers below are single runs. For verdicts, run 3 or more seeds "
         "(seed=0,1,2 or more)"
-    ] + [f"WARNING: {w}" for w in fairness]
+    ]
+    lines += [f"setting {numbers[k]}: {differs[k]}" for k in sorted(differs, key=numbers.get)]
+    return lines + [f"WARNING: {w}" for w in fairness]
 
 
 def comparison_lines(v: pd.DataFrame, preset_rows: pd.DataFrame) -> list[str]:
@@ -307,7 +332,11 @@ def comparison_lines(v: pd.DataFrame, preset_rows: pd.DataFrame) -> list[str]:
         return lines
     if rest.estimate.isna().all() and preset_rows.time_to_target_s.isna().all():
         lines.append("time to target: no validation set")
-    elif (rest.verdict == NOT_TESTED).all() and (rest.reached_a + rest.reached_b == 0).all():
+    elif (
+        (rest.verdict == NOT_TESTED).all()
+        and rest.censored.all()
+        and (rest.reached_a + rest.reached_b == 0).all()
+    ):
         lines.append(f"time to target: {NOT_TESTED} for any pair (no run reached the target)")
     elif (rest.verdict == NO_DIFFERENCE).all():
         which = "the other pairs" if len(decided) else "any pair"
@@ -344,15 +373,11 @@ def verdict_section(
     tables = []
     for preset, g in rows.groupby("preset", sort=True):
         fair = [w for of, w in warnings if of == preset]
-        differs = {}
-        if runs is not None:
-            of = runs[runs.run_id.isin(g.run_id)]
-            differs = what_differs(of, of.comparison)
+        of = runs[runs.run_id.isin(g.run_id)] if runs is not None else pd.DataFrame()
+        differs = what_differs(of, of.comparison) if runs is not None else {}
         s.blocks.append(Box(preset, box_lines(v[v.preset == preset], g, fair, differs)))
         table = key_table(rows, v, preset, fair)
-        shared = settings_text(runs[runs.run_id.isin(g.run_id)]) if runs is not None else ""
-        caption = f"{preset}: key numbers" + (f" ({shared})" if shared else "")
-        tables.append(Table(table, caption=caption))
+        tables.append(Table(table, caption=key_caption(preset, of, g, differs)))
     s.blocks += tables
     return s
 

@@ -2,8 +2,9 @@
 
 Everything that comes from MLflow (names, params, tags) is escaped in the HTML. The layout
 serves a reader who opens the page to get an answer: verdict boxes first, tables that scroll
-inside their own box on narrow screens, commands that wrap only at spaces, and the secondary
-sections (`appendix=True`) collapsed under one heading at the end."""
+inside their own box (saying so) where they are wider than the screen, their first column in
+place on a phone, commands that wrap only at spaces, and the secondary sections
+(`appendix=True`) collapsed under one heading at the end."""
 
 from __future__ import annotations
 
@@ -115,8 +116,10 @@ h3{font-size:1.05em;margin:.8em 0 .3em}p{margin:.3em 0}
 .note{font-size:88%;color:#444}.scroll{overflow-x:auto;max-width:100%}
 table{border-collapse:collapse;margin:.4em 0;font-size:90%}
 caption{text-align:left;font-weight:600;padding:.2em 0;caption-side:top}
-td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;white-space:nowrap}
-td.num{text-align:right}th{background:#f3f3f3}
+td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}
+td.num{text-align:right;white-space:nowrap}th{background:#f3f3f3}
+.scroll.wide::before{content:"scroll sideways for more columns \\2192";display:block;
+ font-size:80%;color:#666}
 pre.cmd{white-space:pre-wrap;overflow-wrap:normal;word-break:keep-all;overflow-x:auto;
  background:#f6f8fa;border:1px solid #e1e4e8;padding:.4em .6em;margin:.3em 0;font-size:85%}
 pre.cmd span{white-space:nowrap}
@@ -127,10 +130,16 @@ img{max-width:100%;height:auto;display:block;margin:.4em 0}
 details{border:1px solid #ddd;border-radius:4px;padding:.3em .7em;margin:.4em 0}
 summary{cursor:pointer;font-weight:600}
 @media (max-width:600px){body{padding:0 .4em 1em}
- .scroll::before{content:"scroll sideways for more columns \\2192";display:block;font-size:80%;color:#666}
- td,th{white-space:normal;padding:2px 4px}
- td:first-child,th:first-child{position:sticky;left:0;background:#fff}}
+ td,th,td.num{white-space:normal;padding:2px 4px}
+ td:first-child,th:first-child{position:sticky;left:0;background:#fff}th:first-child{background:#f3f3f3}}
 """
+
+# marks each table box that is wider than the screen, so that it says it scrolls (CSS alone
+# cannot tell a table that overflows from one that fits)
+MARK_WIDE = """<script>function markWide(){document.querySelectorAll('.scroll').forEach(
+d=>d.classList.toggle('wide',d.scrollWidth>d.clientWidth+1))}
+markWide();addEventListener('load',markWide);addEventListener('resize',markWide);
+addEventListener('toggle',markWide,true)</script>"""  # toggle: an appendix opened
 
 
 NUMERIC = re.compile(r"^[-+<±]?\d")
@@ -206,5 +215,5 @@ def write_html(title: str, sections: list[Section], path: Path) -> None:
     if appendix:
         parts.append("<section id='appendix'><h2>Appendix</h2>\n" + "\n".join(appendix))
         parts.append("</section>")
-    parts.append("</body></html>")
+    parts.append(MARK_WIDE + "</body></html>")
     path.write_text("\n".join(parts))
