@@ -119,7 +119,7 @@ def test_a_store_locked_while_epochs_are_written_loses_nothing(tmp_path):
     run = max(jobs_of(tmp_path), key=lambda r: r.info.start_time)
     assert run.info.status == "FINISHED" and run.data.tags["history_verified"] == "true"
     for key in ("train_loss", "val_accuracy", "epoch_time_s"):
-        assert history(run, key) == [1, 2, 3, 4, 5, 6], key
+        assert history(run, f"epoch/{key}") == [1, 2, 3, 4, 5, 6], key
 
 
 def test_a_store_locked_longer_than_writes_wait_never_ends_finished(tmp_path):
@@ -217,7 +217,7 @@ def test_a_run_left_finished_without_its_metrics_is_a_hole_for_resume_and_audit(
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     (seed1,) = [r for r in jobs_of(tmp_path) if r.data.params["seed"] == "1"]
     db = sqlite3.connect(tmp_path / "mlflow.db")
-    db.execute("DELETE FROM latest_metrics WHERE run_uuid = ? AND key = 'test_accuracy'",
+    db.execute("DELETE FROM latest_metrics WHERE run_uuid = ? AND key = 'final/test_accuracy'",
                (seed1.info.run_id,))  # fmt: skip
     db.commit()
     db.close()
