@@ -168,6 +168,13 @@ def test_children_names_tags_params_and_description(swept):
     assert sorted(r.info.run_name for r in children) == sorted(
         f"{i}-s{s}" for i in ("numpy", "tf_tape", "keras") for s in (0, 1)
     )
+    from matplotlib.colors import to_hex
+
+    from bench.figures import colour
+
+    colours = {r.data.tags["implementation"]: r.data.tags["mlflow.runColor"] for r in children}
+    assert colours == {i: to_hex(colour(i)) for i in ("numpy", "tf_tape", "keras")}
+    assert len(set(colours.values())) == 3  # the report's colours, one per implementation
     keys = {frozenset(r.data.params) for r in children}
     assert len(keys) == 1, "every run logs the same param keys"
     for r in children:

@@ -103,16 +103,14 @@ def verdict_lines(findings: Findings) -> list[str]:
     """The verdicts as the report's verdict boxes say them (bench.report.pages.front), per
     preset: speed per pair, accuracy once where every pair is equivalent, time to target
     where it differs."""
-    from bench.report.numbers.collect import what_differs
-    from bench.report.pages.front import box_lines
+    from bench.report.pages.front import box_lines, preset_context
 
-    rows, v, runs = findings.finished, findings.verdicts, findings.runs
+    rows, v = findings.finished, findings.verdicts
     several = rows.preset.nunique() > 1
     lines = []
     for preset, g in rows.groupby("preset", sort=True):
-        fair = [w for of, w in findings.warnings if of == preset]
-        of = runs[runs.run_id.isin(g.run_id)]
-        box = box_lines(v[v.preset == preset], g, fair, what_differs(of, of.comparison))
+        fair, _, differs = preset_context(preset, g, findings.warnings, findings.runs)
+        box = box_lines(v[v.preset == preset], g, fair, differs)
         lines += [f"- {preset + ': ' if several else ''}{line}" for line in box]
     return lines or ["- no finished run: nothing to compare"]
 

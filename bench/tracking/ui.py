@@ -178,14 +178,8 @@ def run_label(job, overrides: list[str]) -> str:
 
 def ordered_tags(job, tags: dict[str, str]) -> dict[str, str]:
     """implementation, preset and seed first: MLflow's "Group by" lists tags in the order they
-    were logged. The run's colour in MLflow's charts is its implementation's, as in the
-    report's figures (MLflow's own pick from the run id gives two implementations two reds)."""
-    from matplotlib.colors import to_hex
-
-    from bench.figures import colour
-
+    were logged."""
     first = {"implementation": job.implementation, "preset": job.preset, "seed": str(job.seed)}
-    first[RUN_COLOUR] = to_hex(colour(job.implementation))
     return {**first, **{k: v for k, v in tags.items() if k not in first}}
 
 

@@ -20,7 +20,7 @@ from bench.data import DATASETS
 from bench.tracking import store
 from bench.tracking.runs import HistoryLost
 from bench.tracking.store import retrying
-from bench.tracking.ui import describe_experiment, split_sizes
+from bench.tracking.ui import RUN_COLOUR, describe_experiment, split_sizes
 
 
 def description(job, metrics: dict[str, float], n_train: int | None) -> str:
@@ -99,7 +99,8 @@ class RunView:
         from pathlib import Path
 
         import matplotlib.pyplot as plt
-        from mlflow.entities import LoggedModelOutput, Metric
+        from matplotlib.colors import to_hex
+        from mlflow.entities import LoggedModelOutput, Metric, RunTag
 
         from bench import figures
 
@@ -107,8 +108,13 @@ class RunView:
         job, m, run = self.job, result.metrics, self.tracker
         client, run_id = run.client, run.run_id  # the job's run, by id
         describe_experiment(run.experiment_id)
-        note = description(job, m, self.n_train)
-        retrying(client.set_tag, run_id, "mlflow.note.content", note, what="description")
+        # the run drawn in its implementation's colour, as in the report (MLflow's own pick
+        # from the run id can give two implementations two reds); set here, after training,
+        # as matplotlib is imported for the figures anyway
+        tags = {"mlflow.note.content": description(job, m, self.n_train),
+                RUN_COLOUR: to_hex(figures.colour(job.implementation))}  # fmt: skip
+        batch = [RunTag(k, v) for k, v in tags.items()]
+        retrying(client.log_batch, run_id, tags=batch, what="description")
         now, costs = int(time.time() * 1000), {}
         predicted, labels = result.predictions, result.labels
         table = "tables/per_class_accuracy.json"

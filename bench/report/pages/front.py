@@ -346,6 +346,14 @@ def comparison_lines(v: pd.DataFrame, preset_rows: pd.DataFrame) -> list[str]:
     return lines
 
 
+def preset_context(preset: str, g: pd.DataFrame, warnings, runs) -> tuple:
+    """What a preset's verdict box needs besides its rows `g`: its fairness warnings, its runs
+    (empty without `runs`) and what sets its comparisons apart."""
+    fair = [w for of, w in warnings if of == preset]
+    of = runs[runs.run_id.isin(g.run_id)] if runs is not None else pd.DataFrame()
+    return fair, of, what_differs(of, of.comparison) if runs is not None else {}
+
+
 def verdict_section(
     rows: pd.DataFrame, v: pd.DataFrame, warnings: list[tuple[str, str]], runs=None
 ) -> Section:
@@ -372,9 +380,7 @@ def verdict_section(
         )
     tables = []
     for preset, g in rows.groupby("preset", sort=True):
-        fair = [w for of, w in warnings if of == preset]
-        of = runs[runs.run_id.isin(g.run_id)] if runs is not None else pd.DataFrame()
-        differs = what_differs(of, of.comparison) if runs is not None else {}
+        fair, of, differs = preset_context(preset, g, warnings, runs)
         s.blocks.append(Box(preset, box_lines(v[v.preset == preset], g, fair, differs)))
         table = key_table(rows, v, preset, fair)
         tables.append(Table(table, caption=key_caption(preset, of, g, differs)))
