@@ -313,3 +313,17 @@ def test_cli_info_into_a_closed_pipe_exits_quietly(data_root):
     child.stdout.close()  # like `mnist-bench-data info | head -0`
     err = child.stderr.read().decode()
     assert child.wait(timeout=120) == 141 and "Traceback" not in err and "Exception" not in err
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_scaling_is_the_correctly_rounded_division_of_every_pixel_value(dtype):
+    """Every uint8 value v becomes v / 255 rounded once in the model's dtype, as the textbook
+    astype-then-divide gives it."""
+    from bench.data.prepare import flatten_scale
+
+    values = np.arange(256, dtype=np.uint8).reshape(1, 16, 16)
+    scaled = flatten_scale(values, dtype)
+    assert scaled.dtype == dtype and scaled.shape == (1, 256)
+    np.testing.assert_array_equal(
+        scaled[0], np.arange(256).astype(dtype) / np.dtype(dtype).type(255)
+    )
