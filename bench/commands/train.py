@@ -129,13 +129,20 @@ def hydra_main(cfg: DictConfig) -> float | None:
     return None
 
 
+def abort_sweep(status: str, reason: str) -> None:
+    """The sweep's parent and running jobs ended `status` (bench.sweep.callback); imported
+    only then: it brings MLflow, which a job without tracking never imports."""
+    from bench.sweep.callback import abort_sweep as end_the_sweep
+
+    end_the_sweep(status, reason)
+
+
 def main() -> None:
     """`mnist-bench`: the extras checked first, then Hydra; a sweep stopped by Ctrl-C,
     SIGTERM or an error ends its parent run, and a job that did not finish exits 1."""
     import signal
 
     from bench.job.extras import BadChoice, MissingExtra, check_choices, check_extras
-    from bench.sweep.callback import abort_sweep
     from bench.tracking.sweep_env import FAILURES
 
     try:

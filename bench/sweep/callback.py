@@ -19,7 +19,6 @@ from pathlib import Path
 from hydra import compose
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.experimental.callback import Callback
 from mlflow import MlflowClient
 from omegaconf import DictConfig
 
@@ -70,26 +69,26 @@ def sweep_grid(config: DictConfig) -> list[dict] | None:
     return grid
 
 
-class MlflowSweepCallback(Callback):
-    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        """Hydra turns a callback's exception into a warning and runs the sweep anyway,
-        without its parent run: any error here stops the sweep in one line instead."""
-        try:
-            start_sweep(config)
-        except SystemExit:
-            raise
-        except Exception as e:
-            sys.exit(f"error: could not start the sweep's parent run: {one_line(e)}")
+def on_multirun_start(config: DictConfig) -> None:
+    """Hydra turns a callback's exception into a warning and runs the sweep anyway, without
+    its parent run: any error here stops the sweep in one line instead."""
+    try:
+        start_sweep(config)
+    except SystemExit:
+        raise
+    except Exception as e:
+        sys.exit(f"error: could not start the sweep's parent run: {one_line(e)}")
 
-    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        """The parent run ends with the jobs' count, then the sweep's findings are printed
-        and written onto it."""
-        scrub_files(str(config.hydra.sweep.dir))  # multirun.yaml and each job's .hydra/
-        ended = sweep_env.clear()
-        if ended.parent_run_id is None:
-            return
-        close_parent(ended.parent_run_id, ended.failures_file)
-        sweep_end(checked_tracking(config.tracking), ended.sweep_id)
+
+def on_multirun_end(config: DictConfig) -> None:
+    """The parent run ends with the jobs' count, then the sweep's findings are printed and
+    written onto it."""
+    scrub_files(str(config.hydra.sweep.dir))  # multirun.yaml and each job's .hydra/
+    ended = sweep_env.clear()
+    if ended.parent_run_id is None:
+        return
+    close_parent(ended.parent_run_id, ended.failures_file)
+    sweep_end(checked_tracking(config.tracking), ended.sweep_id)
 
 
 def start_sweep(config: DictConfig) -> None:

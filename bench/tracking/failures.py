@@ -21,13 +21,14 @@ from bench.data import DataError
 from bench.job.harness import Diverged
 from bench.job.redact import redact
 from bench.job.settings import ConfigError
-from bench.tracking.runs import HistoryLost, close_open_runs
-from bench.tracking.store import one_line
 from bench.tracking.sweep_env import record_failure
 from implementations.spec import SpecError
 
 log = logging.getLogger("bench")
-USER_ERRORS = (ConfigError, DataError, SpecError, Diverged, HistoryLost)
+USER_ERRORS = (ConfigError, DataError, SpecError, Diverged)
+# MLflow is imported by the jobs that track (its import is ~1.8 s of a command): the errors
+# and open runs below exist only where it was, so this module never imports it itself
+RUNS = "bench.tracking.runs"
 
 
 class Terminated(KeyboardInterrupt):
@@ -56,13 +57,23 @@ def failed(message: str) -> None:
 
 def reason_of(e: Exception) -> tuple[str, bool]:
     """The failure's one-line reason, and whether it is the user's to fix (no traceback)."""
-    from mlflow.exceptions import MlflowException
+    if (mlflow := sys.modules.get("mlflow")) and (
+        isinstance(e, mlflow.exceptions.MlflowException)
+        or type(e).__module__.startswith("sqlalchemy")
+    ):
+        from bench.tracking.store import one_line
 
-    if isinstance(e, MlflowException) or type(e).__module__.startswith("sqlalchemy"):
         return f"tracking store: {one_line(e)}", True  # the store failed under the run
-    if isinstance(e, USER_ERRORS):
+    runs = sys.modules.get(RUNS)
+    if isinstance(e, USER_ERRORS) or (runs and isinstance(e, runs.HistoryLost)):
         return str(e), True
     return f"{type(e).__name__}: {e}", False
+
+
+def close_open_runs(reason: str, status: str) -> None:
+    """End the runs this process left open, if it opened any."""
+    if runs := sys.modules.get(RUNS):
+        runs.close_open_runs(reason, status)
 
 
 def reports_failures(job_fn):
