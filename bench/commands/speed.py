@@ -6,6 +6,7 @@ harness overhead and the startup costs; it logs them to MLflow (experiment
     mnist-bench-speed                 # the full matrix, 5 repeats (about 10 minutes)
     mnist-bench-speed --quick         # one small case, 2 repeats: checks that it all works
     mnist-bench-speed --case keras_dense512:128 --repeats 9   # one case of the matrix
+    mnist-bench-speed --scaling       # batch and width scaling only, writes scaling.md
 """
 
 from __future__ import annotations
@@ -52,6 +53,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--threads", type=int, default=2, help="the thread budget, as train.threads"
     )
     parser.add_argument("--quick", action="store_true", help="one small case, 2 repeats")
+    parser.add_argument(
+        "--scaling",
+        action="store_true",
+        help="only the batch and width scaling of keras_dense512 (scaling.md); "
+        "with --quick, 2 points per axis on a few images",
+    )
     parser.add_argument(
         "--case",
         type=parse_case,
@@ -103,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parse_args(argv)
     implementations = args.implementation or list(registry())
+    if args.scaling:
+        from bench.speed.scaling import run_scaling
+
+        return run_scaling(args, implementations)
     cases, n_train, repeats = CASES, None, args.repeats
     if args.quick:
         cases, n_train, repeats = (Case("keras_dense512", 128),), 3000, 2

@@ -1,0 +1,257 @@
+"""`mnist-bench-speed --scaling`: how each implementation's steady epoch grows along two axes
+of the keras_dense512 preset, the batch size (at width 512) and the hidden width (one and two
+hidden layers, at batch 128), beside the machine's floor at every point. It reuses the
+matrix's measurement (`measure_case`: implementations interleaved, medians over repeats) and
+floor (`case_floor`), so a point here reads like a case of speed.md; and it names where the
+fastest implementation changes (crossovers) and how fast each one's cost grows (slopes)."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.job.settings import Job, compose_config, job_from_config
+from bench.speed.measure import Case
+
+PRESET = "keras_dense512"
+BATCHES = (16, 64, 256, 1024, 4096)
+WIDTHS = (64, 256, 1024, 4096)
+FULL = {"n_train": 4096, "repeats": 3, "batches": BATCHES, "widths": WIDTHS}
+QUICK = {"n_train": 512, "repeats": 2, "batches": (64, 512), "widths": (64, 512)}
+AXES = {"batch": "batch", "width-1": "width (1 hidden layer)", "width-2": "width (2 hidden layers)"}
+COLUMNS = ["axis", "size", "implementation", "epoch s", "spread s", "s per sample",
+           "floor s per sample", "% of floor"]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ScalingPoint(Case):
+    """A Case with the hidden layers overridden too: `measure_case` only calls `job`."""
+
+    axis: str = "batch"
+    size: int = 0
+    hidden: tuple[int, ...] = (512,)
+
+    def job(self, label: str, n_train: int | None, threads: int | None) -> Job:
+        """The preset's job at this point's batch and hidden layers (no variants here)."""
+        overrides = [
+            f"+experiment={self.preset}",
+            f"implementation={label.partition(':')[0]}",
+            f"train.batch_size={self.batch_size}",
+            f"model.hidden=[{','.join(map(str, self.hidden))}]",
+            f"dataset.n_train={n_train or 'null'}",
+            f"train.threads={threads}",
+        ]
+        return job_from_config(compose_config(overrides))
+
+
+def points(batches, widths) -> list[ScalingPoint]:
+    """The batch axis at width 512, then the width axes (1 and 2 layers) at batch 128."""
+    out = [ScalingPoint(PRESET, b, "batch", b) for b in batches]
+    for depth in (1, 2):
+        out += [ScalingPoint(PRESET, 128, f"width-{depth}", w, (w,) * depth) for w in widths]
+    return out
+
+
+def measure_point(point: ScalingPoint, repeats, implementations, n_train, threads) -> list[dict]:
+    """One row per implementation at this point: median epoch, spread, per-sample times and
+    the floor measured on the point's own shapes."""
+    from bench.speed.floor import case_floor
+    from bench.speed.flops import train_flops
+    from bench.speed.measure import measure_case
+
+    job, n, timings = measure_case(point, repeats, implementations, n_train, threads)
+    sizes = job.model.sizes
+    floor = case_floor(sizes, job.batch_size, n, job.optimizer.name, threads)
+    rows = []
+    for impl, t in timings.items():
+        epoch = statistics.median(t.epoch)
+        rows.append({
+            "axis": point.axis, "size": point.size, "implementation": impl,
+            "epoch s": epoch, "min s": min(t.epoch), "max s": max(t.epoch),
+            "spread s": f"{min(t.epoch):.3f}..{max(t.epoch):.3f}",
+            "s per sample": epoch / n, "floor s per sample": floor.epoch_s / n,
+            "% of floor": 100 * floor.epoch_s / epoch, "work flops": n * train_flops(sizes),
+        })  # fmt: skip
+    return rows
+
+
+def measure_scaling(settings: dict, implementations, threads) -> pd.DataFrame:
+    """Every point of every axis, one after the other (implementations interleaved inside)."""
+    rows = []
+    for point in points(settings["batches"], settings["widths"]):
+        rows += measure_point(point, settings["repeats"], implementations,
+                              settings["n_train"], threads)  # fmt: skip
+        print(f"{point.axis} {point.size}: " + ", ".join(
+            f"{r['implementation']} {r['epoch s']:.3f} s" for r in rows[-len(implementations):]
+        ))  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _within_noise(a: pd.Series, b: pd.Series) -> bool:
+    """The two medians differ less than the repeat spread: their min..max ranges overlap."""
+    return max(a["min s"], b["min s"]) <= min(a["max s"], b["max s"])
+
+
+def crossovers(table: pd.DataFrame, noun: str) -> list[str]:
+    """Where the faster of each pair of implementations changes between adjacent sizes of one
+    axis, e.g. "jax overtakes numpy above batch 256"; "(within noise)" when at either side of
+    the change the pair's repeat ranges overlap, so the order there is not established."""
+    found = []
+    names = list(dict.fromkeys(table["implementation"]))
+    by = {name: table[table["implementation"] == name].set_index("size").sort_index()
+          for name in names}  # fmt: skip
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            sizes = sorted(set(by[a].index) & set(by[b].index))
+            for lo, hi in zip(sizes, sizes[1:]):
+                before = by[a].loc[lo, "epoch s"] < by[b].loc[lo, "epoch s"]
+                after = by[a].loc[hi, "epoch s"] < by[b].loc[hi, "epoch s"]
+                if before == after:
+                    continue
+                winner, loser = (a, b) if after else (b, a)
+                noisy = any(_within_noise(by[a].loc[s], by[b].loc[s]) for s in (lo, hi))
+                found.append(f"{winner} overtakes {loser} above {noun} {lo}"
+                             + (" (within noise)" if noisy else ""))  # fmt: skip
+    return found
+
+
+def slope(work, seconds) -> float:
+    """The exponent of seconds ~ work**slope: the least-squares line through the log-log
+    points (1: cost grows as the work does; below 1: fixed costs still dominate)."""
+    return float(
+        np.polyfit(np.log(np.asarray(work, float)), np.log(np.asarray(seconds, float)), 1)[0]
+    )
+
+
+def slopes(table: pd.DataFrame) -> pd.DataFrame:
+    """Per axis and implementation, the log-log slope of the epoch time against the epoch's
+    work (train_flops x samples). Along the batch axis the work is constant, so the slope is
+    against the batch size there (negative: bigger batches amortize the per-step costs)."""
+    rows = []
+    for (axis, impl), group in table.groupby(["axis", "implementation"], sort=False):
+        constant = group["work flops"].nunique() == 1
+        x = group["size"] if constant else group["work flops"]
+        rows.append({"axis": axis, "implementation": impl,
+                     "against": "batch size" if constant else "work (FLOPs)",
+                     "slope": slope(x, group["epoch s"]) if len(group) > 1 else float("nan")})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def figure(table: pd.DataFrame, axis: str, path: Path) -> Path:
+    """Log-log seconds per sample against size, one line per implementation (the project's
+    colours), the floor dashed; saved as a PNG for the report and MLflow."""
+    from bench.figures import colour, plt  # pyplot with the Agg backend set there
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    names = list(dict.fromkeys(table["implementation"]))
+    for name in names:
+        rows = table[table["implementation"] == name].sort_values("size")
+        ax.plot(rows["size"], rows["s per sample"], "o-", color=colour(name, names), label=name)
+    floor = table.drop_duplicates("size").sort_values("size")
+    ax.plot(floor["size"], floor["floor s per sample"], "k--", label="floor")
+    ax.set(xscale="log", yscale="log", xlabel=AXES[axis], ylabel="seconds per sample",
+           title=f"{PRESET}: {AXES[axis]}")  # fmt: skip
+    ax.set_xticks(list(floor["size"]), [str(v) for v in floor["size"]], minor=False)
+    ax.minorticks_off()
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def noun(axis: str) -> str:
+    """How a crossover names the axis's sizes ("above batch 256", "above width 1024"); the
+    section it stands in says how many hidden layers."""
+    return "batch" if axis == "batch" else "width"
+
+
+def report_sections(table: pd.DataFrame, out: Path, header: list[str]) -> tuple[list, list[Path]]:
+    """scaling.md's sections (setup, then per axis its table, crossovers and figure, then the
+    slopes) and the PNGs written beside it."""
+    from bench.report.pages.render import Section
+
+    sections, pngs = [Section("Setup", header)], []
+    for axis, group in table.groupby("axis", sort=False):
+        png = figure(group, axis, out / f"scaling-{axis}.png")
+        pngs.append(png)
+        shown = group[COLUMNS].copy()
+        for column in ("s per sample", "floor s per sample"):
+            shown[column] = shown[column].map(lambda v: f"{v:.3g}")
+        lines = [f"- {c}" for c in crossovers(group, noun(axis))] or ["No crossover."]
+        sections.append(Section(AXES[axis], ["Crossovers:", *lines], tables=[shown], images=[png]))
+    sections.append(Section("Slopes (log-log, epoch s against work)", SLOPE_NOTE,
+                            tables=[slopes(table)]))  # fmt: skip
+    return sections, pngs
+
+
+SLOPE_NOTE = [
+    "Slope: np.polyfit of log epoch seconds on log work (train_flops x training samples) "
+    "along a width axis, on log batch size along the batch axis (whose work is constant). "
+    "1 means the cost grows as the work does; below 1, fixed per-step costs still dominate."
+]
+
+
+def setup_lines(cpu: str, threads: int, settings: dict, quick: bool) -> list[str]:
+    """scaling.md's first lines: where and how it was measured."""
+    return [
+        f"{PRESET} on {cpu}, {threads} threads, {settings['n_train']} training images, "
+        f"{settings['repeats']} repeats (medians; spread = min..max){' (--quick)' if quick else ''}.",
+        "Batch axis at hidden width 512; width axes at batch 128. Floor: the point's matrix "
+        "products on its own shapes plus the optimizer's memory traffic (bench/speed/floor.py); "
+        "% of floor = floor / epoch. A crossover is 'within noise' when, at either adjacent "
+        "size, the two implementations' repeat ranges (min..max) overlap.",
+    ]
+
+
+def log_scaling(uri, experiment, params: dict, wall_s: float, table, report: Path, pngs) -> str:
+    """One MLflow run in the benchmark's experiment: the settings, the slopes as metrics,
+    scaling.md, the figures and the tables (CSV)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment(experiment)
+    with mlflow.start_run(run_name="speed-scaling") as run:
+        mlflow.set_tags({"kind": "scaling", "preset": PRESET})
+        mlflow.log_params(params)
+        mlflow.log_metric("wall_s", wall_s)
+        for row in slopes(table).to_dict("records"):
+            if np.isfinite(row["slope"]):
+                mlflow.log_metric(f"slope.{row['axis']}.{row['implementation']}", row["slope"])
+        mlflow.log_artifact(str(report))
+        for png in pngs:
+            mlflow.log_artifact(str(png), artifact_path="figures")
+        for axis, group in table.groupby("axis", sort=False):
+            mlflow.log_text(group.to_csv(index=False), f"tables/scaling-{axis}.csv")
+        mlflow.log_text(slopes(table).to_csv(index=False), "tables/slopes.csv")
+    return run.info.run_id
+
+
+def run_scaling(args, implementations) -> int:
+    """The --scaling mode of the command: measure, write scaling.md and the PNGs, log."""
+    import time
+
+    from bench.job.environment import cpu_model
+    from bench.report.pages.render import write_markdown
+
+    started = time.perf_counter()
+    settings = QUICK if args.quick else FULL
+    table = measure_scaling(settings, implementations, args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    header = setup_lines(cpu_model(), args.threads, settings, args.quick)
+    sections, pngs = report_sections(table, out, header)
+    report = out / "scaling.md"
+    write_markdown("mnist-bench speed scaling", sections, report)
+    params = {"threads": args.threads, "quick": args.quick, "n_train": settings["n_train"],
+              "repeats": settings["repeats"], "implementations": ",".join(implementations)}  # fmt: skip
+    wall = time.perf_counter() - started
+    run_id = log_scaling(args.tracking_uri, args.experiment, params, wall, table, report, pngs)
+    print(report.read_text())
+    print(f"wrote {report}; MLflow run {run_id} in experiment {args.experiment}")
+    return 0
