@@ -126,6 +126,12 @@ class KerasMLP:
         self.phases = phase_functions(
             lambda x: self.model(x, training=True), self.model.trainable_variables, model
         )
+        # predict's logits from one compiled function for every size of input: Keras'
+        # `predict` traces its step again for each new count and shape of batches per call
+        signature = [tf.TensorSpec([None, model.sizes[0]], tf.as_dtype(dtype))]
+        self.logits = tf.function(
+            lambda x: self.model(x, training=False), input_signature=signature
+        )
 
     def train_epoch(self, x, y):
         history = self.model.fit(batches(x, y, self.batch_size), epochs=1, shuffle=False, verbose=0)
@@ -136,7 +142,12 @@ class KerasMLP:
         return result[self.loss_key], result["accuracy"]
 
     def predict(self, x):
-        return self.model.predict(x, batch_size=EVAL_BATCH_SIZE, verbose=0)
+        return np.concatenate(
+            [
+                self.logits(x[i : i + EVAL_BATCH_SIZE]).numpy()
+                for i in range(0, len(x), EVAL_BATCH_SIZE)
+            ]
+        )
 
     def gradients(self, x, y):
         with tf.GradientTape() as tape:

@@ -8,6 +8,8 @@ before its first import.
 
 from __future__ import annotations
 
+import logging
+
 from implementations.native_logs import quiet_native_lines, quiet_native_logs
 
 quiet_native_logs()  # before TensorFlow's first import
@@ -19,6 +21,20 @@ import numpy as np  # noqa: E402
 
 from implementations.spec import CLASSES, ModelSpec, SpecError, started_with  # noqa: E402
 
+
+class FirstTracesAreNotRetracing(logging.Filter):
+    """Drops TensorFlow's "N out of the last M calls to <f> triggered tf.function retracing".
+    Its detector counts the traces of every tf.function made from one Python function's code
+    (polymorphic_function.py keys it by `__code__`), so each new network's first and only trace
+    sets it off: a sweep builds a network per job, the speed benchmark several side by side.
+    tests/test_tracing.py checks instead that each compiled function of a network traces
+    once, whatever sizes of data it is given."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+tf.get_logger().addFilter(FirstTracesAreNotRetracing())
 _settings: dict = {}  # the process settings TensorFlow started with: they cannot change later
 
 

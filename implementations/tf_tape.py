@@ -55,6 +55,9 @@ class TapeMLP(tf.Module):
         # plain and momentum SGD scale linearly with the gradient: a per-layer rate is exact
         self.grad_scales = [lr / optimizer.lr for lr in lrs]
         self.optimizer = keras_optimizer(optimizer, model.dtype)
+        # its state variables now: built inside the first step, they would make tf.function
+        # trace the step twice (once creating them, once using them)
+        self.optimizer.build(self.params)
         signature = [
             tf.TensorSpec([None, model.sizes[0]], self.dtype),
             tf.TensorSpec([None], tf.int32),

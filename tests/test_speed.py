@@ -3,6 +3,7 @@ command end to end on a small case (real MLflow store)."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -96,6 +97,13 @@ def test_speed_command_quick(tmp_path):
     ):
         assert row in variants, row
     assert variants.count("| best |") >= len(NAMES)  # one best per implementation (ties: more)
+    # the variant table's defaults are the epoch table's own measurements, not a second one
+    epochs = report.split("## Epoch time")[1].split("##")[0]
+    for name in NAMES:
+        [row] = [r for r in epochs.splitlines() if f"| {name} |" in r]
+        [default] = [r for r in variants.splitlines() if f"| {name} | default |" in r]
+        assert row.split("|")[4:6] == default.split("|")[4:6]  # epoch s, spread s
+    assert not framework_lines(proc.stdout + proc.stderr)
     mlflow.set_tracking_uri(store)
     runs = mlflow.search_runs(experiment_names=["mnist-bench-speed"], output_format="list")
     parent = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
@@ -112,6 +120,27 @@ def test_speed_command_quick(tmp_path):
     ]  # fmt: skip
     assert all("in-step clocks" in row and "~0" not in row for row in numpy_rows)
     assert "| tf_tape | update+rest |" in phases and "truncated-step epochs" in phases
+
+
+FRAMEWORK_LINE = re.compile(
+    r"^(WARNING|INFO|ERROR)[: ]|^[IWEF]\d{4} |\d{4}/\d\d/\d\d .* (INFO|WARNING) |retracing|"
+    r"oneDNN|cudart|absl|cuInit"
+)
+
+
+def framework_lines(console: str) -> list[str]:
+    """The lines of a console that frameworks (TensorFlow, absl, XLA, MLflow) wrote."""
+    return [line for line in console.splitlines() if FRAMEWORK_LINE.search(line)]
+
+
+def test_framework_lines_are_recognised():
+    console = (
+        "WARNING:tensorflow:5 out of the last 5 calls to <function f> triggered tf.function "
+        "retracing.\nI0000 00:00:1733 cudart_stub.cc:28] Could not find cuda drivers\n"
+        "2026/12/06 23:50:04 INFO mlflow.tracking.fluent: Experiment with name 'x' does not "
+        "exist.\n| keras_dense512 b64 | 64 | numpy | 0.07 |\nA compiled step (XLA, tf.function)"
+    )
+    assert len(framework_lines(console)) == 3
 
 
 @pytest.mark.parametrize(

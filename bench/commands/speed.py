@@ -12,6 +12,7 @@ harness overhead and the startup costs; it logs them to MLflow (experiment
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 from pathlib import Path
@@ -19,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.job.settings import CONF
-from bench.speed.measure import CASES, Case, measure_variants
+from bench.speed.measure import CASES, Case
 from implementations import registry
 
 
@@ -82,14 +83,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def measure_matrix(cases, repeats, implementations, n_train, threads, peak):
-    """Every case, implementations interleaved: the epoch rows, the floors and the phases."""
+    """Every case, implementations interleaved: the epoch rows, the floors, the phases, and the
+    first case's variants. The first case times each framework's declared variants in the same
+    interleaved loop as its defaults, so the variant table's default rows are the epoch table's
+    own measurements: one measurement of a configuration, never two that can disagree."""
     from bench.speed.floor import case_floor
-    from bench.speed.measure import measure_case
+    from bench.speed.measure import measure_case, variant_labels
     from bench.speed.tables import case_rows, floor_row, phase_rows
 
-    epoch_tables, floors, phases = [], [], []
-    for case in cases:
-        job, n, timings = measure_case(case, repeats, implementations, n_train, threads)
+    epoch_tables, floors, phases, variants = [], [], [], {}
+    for i, case in enumerate(cases):
+        labels = variant_labels(implementations) if i == 0 else implementations
+        job, n, timings = measure_case(case, repeats, labels, n_train, threads)
+        if i == 0:
+            variants = timings
+            timings = {label: t for label, t in timings.items() if label in implementations}
         sizes, batch = job.model.sizes, job.batch_size
         floor = case_floor(sizes, batch, n, job.optimizer.name, threads)
         floors.append(floor_row(case, batch, floor))
@@ -97,7 +105,7 @@ def measure_matrix(cases, repeats, implementations, n_train, threads, peak):
         phases += phase_rows(case, timings)
         shown = epoch_tables[-1][["case", "implementation", "epoch s", "GFLOP/s"]]
         print(shown.to_string(index=False))
-    return pd.concat(epoch_tables, ignore_index=True), floors, phases
+    return pd.concat(epoch_tables, ignore_index=True), floors, phases, variants
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     from bench.speed.tables import setup_lines, speed_tables, variants_table, write_report
 
     args = parse_args(argv)
+    # MLflow's INFO lines ("Experiment ... does not exist. Creating") stay off the console,
+    # which shows only the benchmark's own lines
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # configured by its import above
     implementations = args.implementation or list(registry())
     if args.scaling:
         from bench.speed.scaling import run_scaling
@@ -122,10 +133,9 @@ def main(argv: list[str] | None = None) -> int:
 
     peak = matmul_peak_gflops(args.threads)
     print(f"float32 matrix-product peak ({args.threads} threads): {peak:.0f} GFLOP/s")
-    results, floors, phases = measure_matrix(
+    results, floors, phases, timings = measure_matrix(
         cases, repeats, implementations, n_train, args.threads, peak
     )
-    timings = measure_variants(cases[0], repeats, implementations, n_train, args.threads)
     variants = variants_table(timings)
     print(variants.to_string(index=False))
     startup = measure_startup(implementations, repeats, n_train, args.quick)

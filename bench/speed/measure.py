@@ -79,6 +79,13 @@ class Timings:
         values = getattr(self, name)
         return statistics.median(values) if values else float("nan")
 
+    def spread(self, name: str) -> str:
+        """The smallest and largest value over repeats, "min..max": where two medians of one
+        configuration differ, whether its repeats do too (Keras' epoch is bimodal on the
+        project's 2-core hosts: docs/speed.md)."""
+        values = getattr(self, name)
+        return f"{min(values):.3g}..{max(values):.3g}" if values else ""
+
     def phases(self) -> tuple[str, dict[str, list[float]]]:
         """How the phases were measured, and per phase its seconds in each repeat. Inside the
         real step the parts are read by clocks at the step's own boundaries, so they are
@@ -146,9 +153,3 @@ def measure_case(
                     t.forward.append(timed(name, net.phase_epoch, "forward", x, y))
                     t.gradients.append(timed(name, net.phase_epoch, "gradients", x, y))
     return job, len(s.y_train), timings
-
-
-def measure_variants(case: Case, repeats: int, implementations, n_train, threads) -> dict:
-    """Timings of each implementation's default options and of its declared variants (VARIANTS
-    in its module), interleaved like the matrix, by "name:variant" label."""
-    return measure_case(case, repeats, variant_labels(implementations), n_train, threads)[2]

@@ -72,7 +72,7 @@ def measure_point(point: ScalingPoint, repeats, implementations, n_train, thread
         rows.append({
             "axis": point.axis, "size": point.size, "implementation": impl,
             "epoch s": epoch, "min s": min(t.epoch), "max s": max(t.epoch),
-            "spread s": f"{min(t.epoch):.3f}..{max(t.epoch):.3f}",
+            "spread s": t.spread("epoch"),
             "s per sample": epoch / n, "floor s per sample": floor.epoch_s / n,
             "% of floor": 100 * floor.epoch_s / epoch, "work flops": n * train_flops(sizes),
         })  # fmt: skip

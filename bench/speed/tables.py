@@ -16,8 +16,8 @@ from bench.speed.flops import forward_flops, train_flops
 from bench.speed.measure import Case, Timings
 from implementations import registry
 
-SPEED_COLUMNS = ["case", "batch", "implementation", "epoch s", "vs fastest", "GFLOP/s",
-                 "% of peak", "% of floor", "eval s", "eval GFLOP/s"]  # fmt: skip
+SPEED_COLUMNS = ["case", "batch", "implementation", "epoch s", "spread s", "vs fastest",
+                 "GFLOP/s", "% of peak", "% of floor", "eval s", "eval GFLOP/s"]  # fmt: skip
 FIRST_COLUMNS = ["case", "implementation", "eval s", "first-epoch extra s"]
 METHOD = [
     "Floor: per case, the epoch's matrix products timed on the case's own shapes plus the "
@@ -54,6 +54,7 @@ def case_rows(case: Case, job, n_train: int, n_test: int, timings: dict[str, Tim
                 "batch": job.batch_size,
                 "implementation": impl,
                 "epoch s": epoch,
+                "spread s": t.spread("epoch"),
                 "eval s": t.median("evaluation"),
                 "GFLOP/s": gflops,
                 "% of peak": 100 * gflops / peak,
@@ -91,7 +92,8 @@ def phase_rows(case: Case, timings: dict[str, Timings]) -> list[dict]:
 
 def variants_table(timings: dict) -> pd.DataFrame:
     """Each implementation's default options beside its declared variants (VARIANTS in its
-    module), from `measure_variants`; the best of each implementation is marked."""
+    module), timed in one interleaved loop (the epoch table's first case: its default rows
+    are the same measurements); the best of each implementation is marked."""
     table = pd.DataFrame(
         [
             {
@@ -105,6 +107,7 @@ def variants_table(timings: dict) -> pd.DataFrame:
                     .items()
                 ),
                 "epoch s": t.median("epoch"),
+                "spread s": t.spread("epoch"),
                 "first epoch s": t.first_epoch,
             }
             for label, t in timings.items()
