@@ -59,8 +59,11 @@ def train_and_record(job: Job, started: float) -> dict[str, float]:
         # the features (evaluation, figures, model) are reported alone: what is left is the
         # harness's own cost
         features = result.metrics["overhead/eval_s"] + view.figures_s + view.model_s
+        features += result.metrics["overhead/variant_s"]  # "auto" timing the variants
         result.metrics["overhead_s"] = outside - features
         result.metrics["framework_import_s"] = import_s
+        variant = result.variant  # the framework variant that ran, and how it was chosen
+        tracker.set_tags({"variant": variant.name, "variant_choice": variant.choice})
         tracker.finish(result.metrics, result.predictions, result.labels)
     m = result.metrics
     log.info("%s: test accuracy %.4f, train time %.2fs", job.run_name, m["test_accuracy"],

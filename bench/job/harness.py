@@ -17,10 +17,12 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from bench.data import Dataset, Splits
+from bench.job import variants
 from bench.job.exact import exact_accuracies
 from bench.job.host import CONTENDED, LoadMeter, peak_rss_mb, reset_peak_rss, rss_mb
 from bench.job.settings import Job, usable_cores
-from bench.job.setup import build_network, initial_weights, load_data
+from bench.job.setup import build_network, initial_weights, job_implementation, load_data
+from bench.job.variants import Variant
 from implementations import Implementation
 
 log = logging.getLogger("bench")
@@ -48,6 +50,7 @@ class Result:
     predictions: np.ndarray | None = None  # predicted test label per image
     labels: np.ndarray | None = None
     network: object | None = None  # the trained network (bench.tracking.model logs it)
+    variant: Variant | None = None  # the framework variant it ran (train.variant)
 
 
 def epoch_order(seed: int, epoch: int, n: int, shuffle: bool = True) -> np.ndarray:
@@ -112,6 +115,14 @@ def seconds_since_process_start() -> float | None:
     return time.time() - psutil.Process().create_time()
 
 
+def choose_variant(job: Job, weights, splits) -> Variant:
+    """The variant the job's network is built as, after its framework's process settings (an
+    "auto" choice builds and times each variant)."""
+    impl = job_implementation(job)
+    impl.configure(job.threads, job.device)
+    return variants.resolve(job, impl, weights, splits)
+
+
 def run_job(job: Job, observers: list[Observer]) -> Result:
     """The job from data to metrics: setup outside the timed regions, the epochs, the test
     evaluation and predictions; what every run logs as its final metrics."""
@@ -124,10 +135,17 @@ def run_job(job: Job, observers: list[Observer]) -> Result:
         data_load_time = time.perf_counter() - t
         for o in observers:
             o.data_loaded(dataset)
-        impl, net = build_network(job, initial_weights(job))
+        weights = initial_weights(job)
+        t = time.perf_counter()
+        variant = choose_variant(job, weights, splits)  # "auto": measured once per host
+        variant_s = time.perf_counter() - t
+        if job.variant != "default":
+            log.info("%s: variant %s (%s)", job.run_name, variant.name, variant.choice)
+        impl, net = build_network(job, weights, variant.options)
         setup = time.perf_counter() - start
         startup = seconds_since_process_start()
         result = train(job, net, splits, observers, impl)
+        result.variant = variant
         t = time.perf_counter()
         test_loss, test_acc = net.evaluate(splits.x_test, splits.y_test)
         impl.synchronize(job.device)
@@ -149,7 +167,7 @@ def run_job(job: Job, observers: list[Observer]) -> Result:
         # evaluation is a feature, timed on its own: the untrained network's loss, the
         # validation after every epoch (or the divergence probe), the test set's evaluation and
         # predictions (the harness's overhead_s leaves it out)
-        **{"overhead/eval_s": result.eval_s + evaluation_s},
+        **{"overhead/eval_s": result.eval_s + evaluation_s, "overhead/variant_s": variant_s},
         data_load_time_s=data_load_time,
         samples_per_s=len(splits.y_train) * job.epochs / train_time,
         first_epoch_time_s=epochs[0],

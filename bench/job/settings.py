@@ -90,6 +90,9 @@ class Job:
     device: str
     preset: str
     shuffle: bool = True  # train.shuffle: false keeps the training set's order every epoch
+    variant: str = (
+        "default"  # train.variant: default, auto or a variant's name (bench.job.variants)
+    )
     diverge_factor: float | None = 100.0
     tracking: TrackingSettings = TrackingSettings(enabled=False)
     config: dict = field(default_factory=dict)  # the resolved config: the run's params
@@ -374,6 +377,9 @@ def job_from_config(cfg: DictConfig) -> Job:
         for key in ("lockstep", "shuffle"):
             if not isinstance(train[key], bool):
                 raise ConfigError(f"train.{key}={train[key]!r} must be true or false")
+        if not isinstance(train.variant, str) or not SAFE_NAME.fullmatch(train.variant):
+            raise ConfigError(f"train.variant={train.variant!r} must be default, auto or the "
+                              "name of one of the implementation's variants")  # fmt: skip
         factor = train.get("diverge_factor")
         if factor is not None and (
             isinstance(factor, bool)
@@ -413,6 +419,7 @@ def job_from_config(cfg: DictConfig) -> Job:
             device=cfg.device.name,
             preset=str(cfg.preset),
             shuffle=train.shuffle,
+            variant=train.variant,
             diverge_factor=None if factor is None else float(factor),
             tracking=tracking,
             config=job_config(cfg),

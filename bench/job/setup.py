@@ -47,13 +47,16 @@ def job_implementation(job: Job) -> Implementation:
     return implementation(job.implementation, job.module)
 
 
-def build_network(job: Job, weights: list[np.ndarray] | None) -> tuple[Implementation, Network]:
+def build_network(
+    job: Job, weights: list[np.ndarray] | None, options: dict | None = None
+) -> tuple[Implementation, Network]:
     """Imports the job's framework, applies its process settings, seeds every generator, and
-    builds the network."""
+    builds the network with the job's options (or a variant's: bench.job.variants)."""
     impl = job_implementation(job)
     impl.configure(job.threads, job.device)
     random.seed(job.seed)
     np.random.seed(job.seed)
     impl.seed(job.seed)
-    net = impl.build(job.model, job.optimizer, job.batch_size, weights, job.seed, **job.options)
+    options = job.options if options is None else options
+    net = impl.build(job.model, job.optimizer, job.batch_size, weights, job.seed, **options)
     return impl, net

@@ -190,7 +190,7 @@ class MlflowRun:
     def _batch(self, metrics=(), params=(), tags=()) -> None:
         retrying(self.client.log_batch, self.run_id, metrics=metrics, params=params, tags=tags)
 
-    def _set_tags(self, tags: dict[str, str]) -> None:
+    def set_tags(self, tags: dict[str, str]) -> None:
         self._batch(tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def _log_config(self) -> None:
@@ -201,7 +201,7 @@ class MlflowRun:
         for i in range(0, len(items), 100):  # MLflow's limit per batch
             self._batch(params=items[i : i + 100])
         if long:  # too long for a param: the config artifact holds them whole
-            self._set_tags({"params_in_config_artifact": ",".join(long)})
+            self.set_tags({"params_in_config_artifact": ",".join(long)})
         text = OmegaConf.to_yaml(config)
         retrying(self.client.log_text, self.run_id, text, "config.yaml")
         self.expect("config.yaml")
@@ -231,7 +231,7 @@ class MlflowRun:
             except Exception as e:
                 if attempt == 4 or "unique constraint" not in str(e).lower():
                     raise
-        self._set_tags({"dataset_digest": dataset.digest, "dataset_source": dataset.source})
+        self.set_tags({"dataset_digest": dataset.digest, "dataset_source": dataset.source})
 
     def epoch_done(self, epoch: int, metrics: dict[str, float]) -> None:
         """Queued, not written: the store's commit (an fsync with SQLite) happens on our
@@ -309,7 +309,7 @@ class MlflowRun:
             self.losses, metric_values(previous.info.run_id, "train_loss")
         )
         tags = {"determinism": outcome, "determinism_max_rel_diff": f"{diff:.3g}"}
-        self._set_tags({**tags, "determinism_compared_to": previous.info.run_id})
+        self.set_tags({**tags, "determinism_compared_to": previous.info.run_id})
         if "determinism" not in previous.data.tags:
             for key, value in {**tags, "determinism_compared_to": self.run_id}.items():
                 retrying(self.client.set_tag, previous.info.run_id, key, value)

@@ -45,6 +45,8 @@ def per_run(runs: pd.DataFrame, hist: pd.DataFrame) -> pd.DataFrame:
     overrides = runs.get("tags.hydra_overrides", pd.Series("", index=runs.index))
     out["overrides"] = overrides.fillna("").to_numpy()  # what a tutorial run changed of it
     out["dataset"] = runs.get("params.dataset.name", pd.Series("mnist", index=runs.index)).values
+    # the framework variant a run trained with (train.variant); "" for runs from before the tag
+    out["variant"] = runs.get("tags.variant", pd.Series("", index=runs.index)).fillna("").values
     for m in (
         "test_accuracy",
         "final_train_accuracy",

@@ -63,6 +63,7 @@ def summary_table(rows: pd.DataFrame) -> pd.DataFrame:
                 "implementation": impl,
                 "device": device,
                 "runs": len(g),
+                "variant": "/".join(sorted(set(g.get("variant", pd.Series(dtype=str))) - {""})),
                 "test_accuracy_mean": acc,
                 "test_accuracy_ci_low": acc_low,
                 "test_accuracy_ci_high": acc_high,

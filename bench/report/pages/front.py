@@ -212,6 +212,9 @@ def key_table(
                 tt_name: time_text(*stats.censored_median(r.time_to_target_s)),
                 "runs": len(r),
             }
+        variant = g.get("variant", pd.Series("", index=g.index))  # rows older than the tag
+        if variant.ne("").any():  # the framework variant its runs trained with
+            row["variant"] = "/".join(sorted(set(variant[r.index]) - {""})) or "not recorded"
         if notes:
             row["notes"] = "; ".join(notes)
         records.append(row)
