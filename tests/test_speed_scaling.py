@@ -7,7 +7,7 @@ import mlflow
 import pandas as pd
 import pytest
 
-from bench.speed.scaling import crossovers, slope, slopes
+from bench.report.numbers.scaling import crossovers, slope, slopes
 from tests.docs import run_documented
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from bench.job.settings import Job, compose_config, job_from_config
+from bench.report.numbers.scaling import crossovers, noun, slopes
 from bench.speed.measure import Case
 
 PRESET = "keras_dense512"
@@ -91,84 +92,16 @@ def measure_scaling(settings: dict, implementations, threads) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _within_noise(a: pd.Series, b: pd.Series) -> bool:
-    """The two medians differ less than the repeat spread: their min..max ranges overlap."""
-    return max(a["min s"], b["min s"]) <= min(a["max s"], b["max s"])
-
-
-def crossovers(table: pd.DataFrame, noun: str) -> list[str]:
-    """Where the faster of each pair of implementations changes between adjacent sizes of one
-    axis, e.g. "jax overtakes numpy above batch 256"; "(within noise)" when at either side of
-    the change the pair's repeat ranges overlap, so the order there is not established."""
-    found = []
-    names = list(dict.fromkeys(table["implementation"]))
-    by = {name: table[table["implementation"] == name].set_index("size").sort_index()
-          for name in names}  # fmt: skip
-    for i, a in enumerate(names):
-        for b in names[i + 1 :]:
-            sizes = sorted(set(by[a].index) & set(by[b].index))
-            for lo, hi in zip(sizes, sizes[1:]):
-                before = by[a].loc[lo, "epoch s"] < by[b].loc[lo, "epoch s"]
-                after = by[a].loc[hi, "epoch s"] < by[b].loc[hi, "epoch s"]
-                if before == after:
-                    continue
-                winner, loser = (a, b) if after else (b, a)
-                noisy = any(_within_noise(by[a].loc[s], by[b].loc[s]) for s in (lo, hi))
-                found.append(f"{winner} overtakes {loser} above {noun} {lo}"
-                             + (" (within noise)" if noisy else ""))  # fmt: skip
-    return found
-
-
-def slope(work, seconds) -> float:
-    """The exponent of seconds ~ work**slope: the least-squares line through the log-log
-    points (1: cost grows as the work does; below 1: fixed costs still dominate)."""
-    return float(
-        np.polyfit(np.log(np.asarray(work, float)), np.log(np.asarray(seconds, float)), 1)[0]
-    )
-
-
-def slopes(table: pd.DataFrame) -> pd.DataFrame:
-    """Per axis and implementation, the log-log slope of the epoch time against the epoch's
-    work (train_flops x samples). Along the batch axis the work is constant, so the slope is
-    against the batch size there (negative: bigger batches amortize the per-step costs)."""
-    rows = []
-    for (axis, impl), group in table.groupby(["axis", "implementation"], sort=False):
-        constant = group["work flops"].nunique() == 1
-        x = group["size"] if constant else group["work flops"]
-        rows.append({"axis": axis, "implementation": impl,
-                     "against": "batch size" if constant else "work (FLOPs)",
-                     "slope": slope(x, group["epoch s"]) if len(group) > 1 else float("nan")})  # fmt: skip
-    return pd.DataFrame(rows)
-
-
 def figure(table: pd.DataFrame, axis: str, path: Path) -> Path:
-    """Log-log seconds per sample against size, one line per implementation (the project's
-    colours), the floor dashed; saved as a PNG for the report and MLflow."""
-    from bench.figures import colour, plt  # pyplot with the Agg backend set there
+    """Log-log seconds per sample against size, one line per implementation, the floor
+    dashed (the report's scaling figure, with the floor this benchmark measured)."""
+    from bench.report.pages.plots import scaling_figure
 
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    names = list(dict.fromkeys(table["implementation"]))
-    for name in names:
-        rows = table[table["implementation"] == name].sort_values("size")
-        ax.plot(rows["size"], rows["s per sample"], "o-", color=colour(name, names), label=name)
-    floor = table.drop_duplicates("size").sort_values("size")
-    ax.plot(floor["size"], floor["floor s per sample"], "k--", label="floor")
-    ax.set(xscale="log", yscale="log", xlabel=AXES[axis], ylabel="seconds per sample",
-           title=f"{PRESET}: {AXES[axis]}")  # fmt: skip
-    ax.set_xticks(list(floor["size"]), [str(v) for v in floor["size"]], minor=False)
-    ax.minorticks_off()
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def noun(axis: str) -> str:
-    """How a crossover names the axis's sizes ("above batch 256", "above width 1024"); the
-    section it stands in says how many hidden layers."""
-    return "batch" if axis == "batch" else "width"
+    per_image = table["s per sample"] / table["epoch s"]
+    shown = table.assign(**{"epoch s": table["s per sample"], "min s": table["min s"] * per_image,
+                            "max s": table["max s"] * per_image})  # fmt: skip
+    return scaling_figure(shown, AXES[axis], f"{PRESET}: {AXES[axis]}", path,
+                          floor=table["floor s per sample"])  # fmt: skip
 
 
 def report_sections(table: pd.DataFrame, out: Path, header: list[str]) -> tuple[list, list[Path]]:

@@ -19,7 +19,7 @@ from pandas.api.types import is_numeric_dtype
 
 from bench.figures import misclassified
 from bench.job.redact import redact, without_paths
-from bench.report.numbers import stats, tables
+from bench.report.numbers import scaling, stats, tables
 from bench.report.numbers.checklist import checklist
 from bench.report.numbers.collect import ReportError
 from bench.report.numbers.findings import Findings
@@ -187,6 +187,7 @@ def build_report(findings: Findings, out_dir: Path, with_paths: bool = False) ->
         verdict,
         front.reproduction_section(finished),
         speed_section(finished, hist, v, out_dir),
+        scaling_section(finished, findings.runs, out_dir),
         accuracy_section(finished, v, out_dir),
         time_to_accuracy_section(finished, out_dir),
         Section(
@@ -238,6 +239,39 @@ def speed_section(rows: pd.DataFrame, hist: pd.DataFrame, v: pd.DataFrame, out: 
         text,  # no pair: the figure alone (the verdict box says there is nothing to compare)
         images=[plots.epoch_times(rows, hist, out / "epoch_times.png")] if len(rows) else [],
     )
+
+
+def scaling_section(rows: pd.DataFrame, runs: pd.DataFrame, out: Path) -> Section:
+    """Each preset whose comparisons differ only in the batch size or only in the width (a
+    scaling sweep, such as +experiment=scaling): the steady epoch's seconds per image against
+    that size, where the fastest implementation changes, and how each one's cost grows."""
+    section = Section("Scaling")
+    params = runs.set_index("run_id")
+    for preset, g in rows.groupby("preset"):
+        swept = params.reindex(g.run_id).assign(comparison=g.comparison.to_numpy())
+        param = scaling.sweep_axis(swept)
+        if param is None:
+            continue
+        table = scaling.sweep_table(g, runs, param)
+        axis = scaling.SWEPT_AXES[param]
+        label = scaling.SIZE_NAMES[axis]
+        png = out / f"scaling_{slug(preset)}.png"
+        section.images.append(plots.scaling_figure(table, label, preset, png))
+        found = scaling.crossovers(table, scaling.noun(axis))
+        section.text += [
+            f"{preset}: the steady epoch's seconds per training image against the {label}, "
+            "median over seeds (band: min-max over seeds).",
+            *(f"{preset}: {c}." for c in found or ["no crossover: one order at every size"]),
+        ]
+        shown = table.assign(**{"s per image": table["epoch s"].map(lambda v: f"{v:.3g}")})
+        section.tables += [
+            Table(shown[["implementation", "size", "s per image"]], f"{preset}, per {label}"),
+            Table(
+                scaling.slopes(table).round(3),
+                f"{preset}: log-log slope of seconds per image against the {label}",
+            ),  # fmt: skip
+        ]
+    return section
 
 
 def accuracy_section(rows: pd.DataFrame, v: pd.DataFrame, out: Path) -> Section:

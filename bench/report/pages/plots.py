@@ -177,3 +177,29 @@ def time_to_thresholds(rows: pd.DataFrame, thresholds, out: Path) -> Path | None
         )
     ax.grid(alpha=0.3, which="both")
     return _save(fig, out)
+
+
+def scaling_figure(table: pd.DataFrame, xlabel: str, title: str, path: Path,
+                   floor: pd.Series | None = None) -> Path:  # fmt: skip
+    """Log-log seconds per image (`epoch s`, with its min..max as a band) against the size,
+    one line per implementation in its colour; the machine's floor dashed where given."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    names = _impls(table)
+    for name in names:
+        rows = table[table.implementation == name].sort_values("size")
+        ax.plot(rows["size"], rows["epoch s"], "o-", color=colour(name, names), label=name)
+        if {"min s", "max s"} <= set(rows):
+            ax.fill_between(rows["size"], rows["min s"], rows["max s"], alpha=0.15,
+                            color=colour(name, names))  # fmt: skip
+    sizes = sorted(table["size"].unique())
+    if floor is not None:
+        points = pd.DataFrame({"size": table["size"], "floor": floor}).drop_duplicates("size")
+        points = points.sort_values("size")
+        ax.plot(points["size"], points["floor"], "k--", label="floor")
+    ax.set(xscale="log", yscale="log", xlabel=xlabel, ylabel="seconds per image", title=title)
+    ax.set_xticks(sizes, [str(v) for v in sizes], minor=False)
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    plain_log_axis(ax.yaxis)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return _save(fig, path, dpi=110)
