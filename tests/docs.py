@@ -43,6 +43,8 @@ def argv(command: str) -> list[str]:
         return [sys.executable, "-m", CONSOLE[program], *words[1:]]
     if program == "mlflow":
         return [str(Path(sys.executable).with_name("mlflow")), *words[1:]]
+    if program in ("python", "python3"):  # the venv's interpreter, as `.venv/bin/python`
+        return [sys.executable, *words[1:]]
     return words
 
 

@@ -17,6 +17,7 @@ from bench.speed.floor import case_floor, step_products
 from bench.speed.flops import forward_flops, train_flops
 from bench.speed.measure import CASES
 from implementations.spec import ModelSpec, OptimizerSpec, init_weights
+from tests.conftest import ROOT
 from tests.docs import run_documented
 from tests.helpers import NAMES, build
 from tests.test_app import ENV
@@ -196,3 +197,20 @@ def test_one_case_for_two_implementations_as_the_docs_show_it(tmp_path):
     )  # fmt: skip
     report = speed_report(proc, tmp_path)
     assert "| keras_dense512 b128 | 128 | jax |" in report and "| tf_tape |" not in report
+
+
+def test_the_blas_threads_benchmark_runs_as_documented(tmp_path):
+    """docs/speed.md's evidence for the second core, as a user runs it (its figures are the
+    host's: only their presence is checked here)."""
+    proc = run_documented("python -m tests.benchmarks.blas_threads", cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert (
+        lines[0].startswith("OpenBLAS's default timeout: epoch ")
+        and "OpenBLAS's worker" in lines[0]
+    )
+    assert lines[1].startswith("OPENBLAS_THREAD_TIMEOUT=4: epoch ")
+    assert (
+        sum("blocked, one thread" in line and "halves, two threads" in line for line in lines) == 3
+    )
+    assert lines[-1].startswith("handing a task to a waiting thread and back: ")
