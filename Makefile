@@ -10,9 +10,16 @@ export MNIST_BENCH_DATA_DIR ?= $(abspath $(wildcard ../shared/data))
 help:            ## show this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
+# PyTorch as a CPU-only build, before the torch extra asks for it (PyPI's Linux build carries
+# ~3 GB of CUDA libraries): the project's machines hold one in pip's find-links folder; elsewhere
+# PyTorch's CPU index serves it. A plain `pip install 'mnist-bench[torch]'` is left as PyPI has it.
+TORCH_CPU ?= torch==2.13.0+cpu
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q '$(TORCH_CPU)' 2>/dev/null || \
+	  $(PY) -m pip install -q torch --index-url $(TORCH_CPU_INDEX)
 	$(PY) -m pip install -q -e '.[dev,all]'
 	touch $(STAMP)
 
@@ -46,7 +53,7 @@ TUTORIALS := keras_dense512,tape_sigmoid,relu_mcp,simple_network
 reference: $(STAMP) ## regenerate results/reference: compare + every tutorial preset in every implementation (~35 min, 2 cores)
 	rm -rf $(REF_DB) $(REF_DB:.db=-artifacts)
 	$(VENV)/bin/mnist-bench -m +experiment=compare $(REF)
-	$(VENV)/bin/mnist-bench -m +experiment=$(TUTORIALS) implementation=numpy,tf_tape,keras,jax $(REF)
+	$(VENV)/bin/mnist-bench -m +experiment=$(TUTORIALS) implementation=numpy,tf_tape,keras,jax,torch $(REF)
 	$(VENV)/bin/mnist-bench-report --tracking-uri sqlite:///$(REF_DB) --all --name reference --out $(REF_OUT)
 
 UI_STORE ?= sqlite:///results/mlflow.db

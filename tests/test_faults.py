@@ -447,7 +447,7 @@ def test_a_report_of_part_of_a_sweep_never_rewrites_the_sweeps_summary(tmp_path)
 @pytest.mark.parametrize(
     "override,message",
     [
-        ("implementation=torch", "implementation 'torch' does not exist; allowed: jax, keras,"),
+        ("implementation=mxnet", "implementation 'mxnet' does not exist; allowed: jax, keras,"),
         ("+experiment=../x", "experiment '../x' does not exist; allowed: compare,"),
     ],
 )
