@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,11 @@ def _data_root() -> Path | None:
 DATA_ROOT = _data_root()
 if DATA_ROOT is not None:  # before any test module copies the environment for its commands
     os.environ["MNIST_BENCH_DATA_DIR"] = str(DATA_ROOT)
+# Tests never touch the user's cache (arrays, downloads, variants.json): set here, at import,
+# because test modules copy the environment for the commands they run when they are imported
+CACHE = tempfile.mkdtemp(prefix="mnist-bench-test-cache-")
+os.environ["MNIST_BENCH_CACHE_DIR"] = CACHE
+os.environ.pop("MLFLOW_TRACKING_URI", None)  # nor a tracking server of the user's
 # `make test` runs the suite; the `make ...` commands the tests run are typed in a shell, not
 # sub-makes (which print "make[1]: Entering directory" first).
 for name in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS"):
@@ -28,14 +35,10 @@ for name in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS"):
 
 
 @pytest.fixture(scope="session", autouse=True)
-def isolated_env(tmp_path_factory):
-    """Tests never touch the user's cache, and always find the shared datasets."""
-    cache = tmp_path_factory.mktemp("cache")
-    os.environ["MNIST_BENCH_CACHE_DIR"] = str(cache)
-    if DATA_ROOT is not None:
-        os.environ["MNIST_BENCH_DATA_DIR"] = str(DATA_ROOT)
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
+def isolated_env():
+    """The tests' own cache is removed when the session ends."""
     yield
+    shutil.rmtree(CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -63,9 +63,10 @@ def resolve(job, impl, weights, splits) -> Variant:
     return Variant(name, {**job.options, **variants.get(name, {})}, choice)
 
 
-def cache_key(job, impl) -> str:
+def cache_key(job, impl, images: int) -> str:
     """What the choice depends on: the host and its CPU, the thread budget, the framework's
-    versions, and the shapes and optimizer of the setting."""
+    versions, the shapes and optimizer of the setting, and how many images it was timed on
+    (a choice timed on a 1,000-image subset does not stand for a full epoch's)."""
     from bench.job.environment import cpu_model
 
     versions = ",".join(f"{k}={v}" for k, v in sorted(impl.versions().items()))
@@ -73,7 +74,7 @@ def cache_key(job, impl) -> str:
     return "|".join([
         socket.gethostname(), cpu_model(), f"threads={job.threads}", job.device,
         job.implementation, versions, sizes, job.model.activation, job.model.dtype,
-        job.optimizer.name, f"batch={job.batch_size}",
+        job.optimizer.name, f"batch={job.batch_size}", f"images={images}",
     ])  # fmt: skip
 
 
@@ -84,7 +85,7 @@ def fastest(job, impl, weights, splits) -> tuple[str, str]:
 
     path = cache_root() / "variants.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    key = cache_key(job, impl)
+    key = cache_key(job, impl, min(AUTO_IMAGES, len(splits.y_train)))
     with FileLock(f"{path}.lock"):
         cache = json.loads(path.read_text()) if path.exists() else {}
         if key not in cache:
