@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # searches its cache and downloads.
 export MNIST_BENCH_DATA_DIR ?= $(abspath $(wildcard ../shared/data))
 
-.PHONY: help install demo test test-fast lint report ui reference speed audit
+.PHONY: help install demo test test-fast lint report ui reference speed audit gpu-wheels gpu-check gpu-import slurm-up slurm-down
 help:            ## show this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
@@ -61,3 +61,33 @@ UI_PORT ?= 5000
 ui: $(STAMP)     ## MLflow UI on http://127.0.0.1:5000 over the local store (prints the runs page's link)
 	@$(PY) -m bench.commands.ui --tracking-uri $(UI_STORE) --ui http://127.0.0.1:$(UI_PORT)
 	$(VENV)/bin/mlflow ui --backend-store-uri $(UI_STORE) --host 127.0.0.1 --port $(UI_PORT)
+
+# The GPU check (docs/scaling-out.md): the wheels and data a lent GPU machine lacks travel in
+# GPU_WHEELS (git-ignored); there, its own python3 runs the check into $(OUT); DRY_RUN=1 runs
+# the same steps here on the CPU at tiny sizes (CI); gpu-import brings a check's files home
+GPU_WHEELS ?= .gpu-wheels
+OUT ?= results/gpu-check
+gpu-wheels: $(STAMP) ## the wheels and MNIST a GPU machine lacks -> .gpu-wheels/ (prints their size)
+	$(PY) -m bench.commands.gpu_wheels --out $(GPU_WHEELS)
+
+gpu-check: $(if $(DRY_RUN),$(STAMP)) ## on a GPU machine: tests, GPU and CPU sweeps, GPU speed -> $(OUT); DRY_RUN=1: here
+ifdef DRY_RUN
+	$(PY) -m bench.commands.gpu_check --dry-run --out $(OUT)
+else
+	python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+	  --target /tmp/site $(GPU_WHEELS)/wheels/*.whl
+	PYTHONPATH=/tmp/site MNIST_BENCH_DATA_DIR=$(abspath $(GPU_WHEELS)/data) \
+	  python3 -m bench.commands.gpu_check --out $(OUT)
+endif
+
+gpu-import: $(STAMP) ## a GPU check's files (DIR=...) -> results/gpu/, for mnist-bench-report
+	$(PY) -m bench.commands.gpu_check --import $(DIR) --results results/gpu
+
+# A one-node SLURM cluster in SLURM_DIR for the submitit launcher (docs/slurm.md): Debian's
+# slurm-wlm and munge, daemons as root, no systemd
+SLURM_DIR ?= results/slurm
+slurm-up: $(STAMP) ## a one-node SLURM cluster in $(SLURM_DIR); prints the SLURM_CONF to export
+	$(PY) -m bench.sweep.slurm up $(SLURM_DIR)
+
+slurm-down: $(STAMP) ## stop the cluster slurm-up started
+	$(PY) -m bench.sweep.slurm down $(SLURM_DIR)

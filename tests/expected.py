@@ -56,8 +56,10 @@ def speed_sentence(parent_run_id: str, a: str, b: str) -> str:
     half = stats.t.ppf(0.975, n - 1) * logs.std(ddof=1) / np.sqrt(n)
     low, high = np.exp(logs.mean() - half), np.exp(logs.mean() + half)
     what = f"steady epoch, {n} seeds"
+    if 1 / 1.1 <= low and high <= 1.1:  # within the default speed margin
+        return f"{a} vs {b}: same speed within 10% ({est:.2f}x [{low:.2f}, {high:.2f}]; {what})"
     if low > 1:
         return f"{a} {est:.2f}x faster than {b} [{low:.2f}, {high:.2f}] ({what})"
     if high < 1:
         return f"{b} {1 / est:.2f}x faster than {a} [{1 / high:.2f}, {1 / low:.2f}] ({what})"
-    return f"{a} vs {b}: no significant difference ({est:.2f}x [{low:.2f}, {high:.2f}]; {what})"
+    return f"{a} vs {b}: undecided ({est:.2f}x [{low:.2f}, {high:.2f}]; {what})"

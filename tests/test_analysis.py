@@ -15,7 +15,7 @@ from bench.report.numbers import stats as analysis
 from bench.report.numbers.collect import Selection, comparison_keys, what_differs
 from bench.report.numbers.findings import Findings
 from bench.report.numbers.rows import THRESHOLDS, per_run, setting_numbers
-from bench.report.numbers.stats import NO_DIFFERENCE, NOT_TESTED
+from bench.report.numbers.stats import NOT_TESTED, SAME_SPEED, UNDECIDED
 from bench.report.numbers.tables import agreement, summary_table
 from bench.report.pages import appendix, assemble, front, sentences
 from bench.report.pages.render import Section, Table
@@ -115,9 +115,13 @@ def test_censored_median_counts_never_reached_as_infinite():
     ("low", "high", "word"),
     [
         (1.0001, 2.0, "faster"),
-        (1.0, 2.0, NO_DIFFERENCE),  # touching 1 does not exclude it
+        (1.0, 2.0, UNDECIDED),  # touching 1 does not exclude it
         (0.5, 0.9999, "slower"),
-        (0.5, 1.0, NO_DIFFERENCE),
+        (0.5, 1.0, UNDECIDED),
+        (0.95, 1.05, SAME_SPEED),  # inside 10% either way
+        (1 / 1.1, 1.1, SAME_SPEED),  # the margin's edges are inside
+        (1.02, 1.08, SAME_SPEED),  # excludes 1, yet within the margin: the same speed
+        (0.9, 1.05, UNDECIDED),  # 0.9 < 1/1.1: reaches outside the margin
         (np.nan, np.nan, NOT_TESTED),  # one run: no interval, nothing tested
     ],
 )
@@ -130,10 +134,10 @@ def test_speed_verdict_needs_an_interval_that_excludes_one(low, high, word):
     [
         (-0.4, 0.4, "equivalent"),  # the margin's edges are inside
         (0.1, 0.3, "equivalent"),  # excludes 0, yet below what the test set resolves
-        (-0.41, 0.3, NO_DIFFERENCE),
+        (-0.41, 0.3, UNDECIDED),
         (0.1, 0.5, "more accurate"),
         (-0.5, -0.1, "less accurate"),
-        (0.0, 0.5, NO_DIFFERENCE),
+        (0.0, 0.5, UNDECIDED),
         (np.nan, np.nan, NOT_TESTED),
     ],
 )
@@ -250,7 +254,7 @@ def test_verdicts_table_columns_pairs_and_values(compared):
     expected = analysis.ratio_interval(np.array([3.0, 3.3, 2.9]) / [1.5, 1.6, 1.5])
     assert (speed.estimate, speed.ci_low, speed.ci_high) == pytest.approx(expected)
     assert speed.verdict == "faster" and speed.ci_low > 1
-    assert row["numpy", "tf_tape", "epoch_time"].verdict == NO_DIFFERENCE
+    assert row["numpy", "tf_tape", "epoch_time"].verdict == UNDECIDED
     diff = 100 * (np.array([0.980, 0.979, 0.981]) - [0.970, 0.972, 0.971])  # 1.0, 0.7, 1.0
     half = T2 * diff.std(ddof=1) / np.sqrt(3)
     acc = row["numpy", "keras", "test_accuracy"]
@@ -278,7 +282,8 @@ def test_a_censored_time_to_target_gives_no_interval_and_no_claim(compared):
     ]
     assert sentences.reason_text(whole.iloc[0]) == "not every run reached it: numpy 3/3, keras 2/3"
     reached = row["numpy", "tf_tape", "time_to_target"]
-    assert reached.estimate == pytest.approx(1.0) and reached.verdict == NO_DIFFERENCE
+    # equal times in every seed: the interval is [1, 1], inside the 10% margin
+    assert reached.estimate == pytest.approx(1.0) and reached.verdict == SAME_SPEED
 
 
 def test_one_paired_run_has_no_interval_and_says_so():
@@ -330,8 +335,8 @@ def test_verdict_sentences():
     assert sentence(**speed, estimate=0.5, ci_low=0.4, ci_high=0.8, verdict="slower") == (
         "keras 2.00x faster than numpy [1.25, 2.50] (steady epoch, 3 seeds)"
     )
-    assert sentence(**speed, estimate=1.16, ci_low=0.91, ci_high=1.53, verdict=NO_DIFFERENCE) == (
-        "numpy vs keras: no significant difference (1.16x [0.91, 1.53]; steady epoch, 3 seeds)"
+    assert sentence(**speed, estimate=1.16, ci_low=0.91, ci_high=1.53, verdict=UNDECIDED) == (
+        "numpy vs keras: undecided (1.16x [0.91, 1.53]; steady epoch, 3 seeds)"
     )
     acc = {"quantity": "test_accuracy"}
     assert sentence(**acc, estimate=0.05, ci_low=-0.1, ci_high=0.2, verdict="equivalent") == (
@@ -359,8 +364,8 @@ def test_written_tables(compared, tmp_path):
     assert list(written.columns) == verdicts.VERDICT_COLUMNS
     assert len(written) == 3 * 3  # pairs x quantities
     assert set(written.verdict) <= {
-        "faster", "slower", "more accurate", "less accurate", NO_DIFFERENCE, "equivalent",
-        NOT_TESTED,
+        "faster", "slower", "more accurate", "less accurate", UNDECIDED, "equivalent",
+        NOT_TESTED, SAME_SPEED,
     }  # fmt: skip
     summary = pd.read_csv(s_path)
     assert summary.implementation.tolist() == ["numpy", "tf_tape", "keras"]

@@ -41,3 +41,20 @@ def test_gpu_run_is_tracked_with_its_gpu(tmp_path):
     assert tags["device"] == "gpu" and tags["device_name"] != "none"
     assert tags["gpu_driver"] and tags["cuda_version"]
     assert metrics["job/gpu_peak_mb"] > 0 and metrics["final/test_accuracy"] > 0.8
+
+
+@pytest.mark.parametrize("name", ["jax", "torch"])
+def test_framework_on_cuda_follows_the_numpy_network(mnist, name):
+    """JAX and PyTorch on CUDA, in float32 lockstep with the NumPy network on the CPU: the
+    same initial weights and batches give the same epochs up to summation order."""
+    model = ModelSpec(hidden=(64,), activation="relu")
+    opt = OptimizerSpec(name="rmsprop")
+    weights = init_weights(model, 0)
+    s = prepare(mnist, 0, 2000, 0)
+    cpu = build("numpy", model, opt, 100, weights, 0)
+    gpu = build(name, model, opt, 100, weights, 0, device="gpu")
+    for _ in range(2):
+        np.testing.assert_allclose(
+            cpu.train_epoch(s.x_train, s.y_train), gpu.train_epoch(s.x_train, s.y_train), rtol=1e-3
+        )
+    np.testing.assert_allclose(cpu.predict(s.x_test), gpu.predict(s.x_test), rtol=1e-2, atol=1e-3)

@@ -13,7 +13,7 @@ from mlflow import MlflowClient
 
 from bench.commands.report import main as report_main
 from bench.report.numbers.rows import group_labels, setting_id
-from bench.report.numbers.stats import NO_DIFFERENCE, equivalence_margin
+from bench.report.numbers.stats import SAME_SPEED, UNDECIDED, equivalence_margin
 from bench.report.pages.plots import by_setting
 from tests import expected
 from tests.test_app import SMALL, mnist_bench, runs_of
@@ -59,10 +59,13 @@ def agrees_with_interval(r, margin: float) -> bool:
             if low > 0
             else "less accurate"
             if high < 0
-            else NO_DIFFERENCE
+            else UNDECIDED
         )
     else:
-        expected = "faster" if low > 1 else "slower" if high < 1 else NO_DIFFERENCE
+        same = 1 / 1.1 <= low and high <= 1.1
+        expected = (
+            SAME_SPEED if same else "faster" if low > 1 else "slower" if high < 1 else UNDECIDED
+        )
     return r.verdict == expected
 
 
@@ -164,7 +167,8 @@ def test_report_files_table_and_numbers(swept):
         said = {
             "faster": f"{r.a} {r.estimate:.2f}x faster than {r.b} ",
             "slower": f"{r.b} {1 / r.estimate:.2f}x faster than {r.a} ",
-            NO_DIFFERENCE: f"{r.a} vs {r.b}: {NO_DIFFERENCE}",  # (interval)
+            UNDECIDED: f"{r.a} vs {r.b}: {UNDECIDED}",  # (interval)
+            SAME_SPEED: f"{r.a} vs {r.b}: {SAME_SPEED} within 10%",  # (interval)
             "not tested": f"{r.a} vs {r.b}, steady epoch: not tested",  # (why none)
         }[r.verdict]
         assert sum(said in line and "steady epoch" in line for line in box) == 1, (said, box)
@@ -223,8 +227,10 @@ def test_sweep_ends_with_its_verdicts_and_links(swept, tmp_path_factory):
             if re.match(rf"\s+custom\s+{r.a} vs {r.b}\s+{quantity}\s", line)
         ]
         assert len(lines) == 1, (r, stdout[-3000:])
-        plain = ("equivalent", NO_DIFFERENCE, "not tested")
+        plain = ("equivalent", SAME_SPEED, "not tested")
         word = r.verdict if r.verdict in plain else f"{r.a} {r.verdict}"
+        if r.verdict == UNDECIDED:
+            word = f"{UNDECIDED} ({r.n} seed{'s' if r.n != 1 else ''})"
         assert lines[0].rstrip().endswith(f"  {word}"), lines[0]
 
 

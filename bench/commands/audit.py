@@ -39,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     counts = {s: sum(j.status == s for j in jobs) for s in dict.fromkeys(j.status for j in jobs)}
     summary = ", ".join(f"{n} {s}" for s, n in counts.items())
     print(f"sweep {parent.data.tags.get('sweep_id')}: {len(jobs)} jobs: {summary}")
+    if stop := parent.data.tags.get("sweep_stop"):  # a sequential sweep's end (sweep.until_decided)
+        print(f"sequential rule: {stop}")
     for job in jobs:
         if job.is_hole:
             reason = f"  ({job.reason})" if job.reason else ""

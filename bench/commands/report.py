@@ -8,7 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench.report.numbers.collect import ReportError, select
+from bench.report.numbers.collect import ReportError, select_stores
 from bench.report.numbers.findings import Findings, analyse
 from bench.tracking.store import TrackingError, add_store_arguments
 
@@ -16,7 +16,7 @@ from bench.tracking.store import TrackingError, add_store_arguments
 def main(argv: list[str] | None = None) -> int:
     """Writes the report of one selection; 1 with one line when there is nothing to report."""
     parser = argparse.ArgumentParser(prog="mnist-bench-report", description=__doc__)
-    add_store_arguments(parser)
+    add_store_arguments(parser, several=True)
     parser.add_argument(
         "--filter", help="an MLflow filter string, e.g. \"tags.preset = 'compare'\""
     )
@@ -31,11 +31,13 @@ def main(argv: list[str] | None = None) -> int:
         help="keep absolute local paths (store, data, home folders) in the report",
     )
     args = parser.parse_args(argv)
+    args.tracking_uri = args.tracking_uri or args.several_default
     if args.all and (args.sweep_id or args.filter):
         parser.error("--all selects every run of the experiment: give it without --sweep-id "
                      "or --filter")  # fmt: skip
     try:
-        selection = select(args.tracking_uri, args.experiment, args.sweep_id, args.filter, args.all)
+        selection = select_stores(args.tracking_uri, args.experiment, args.sweep_id, args.filter,
+                                  args.all)  # fmt: skip
         findings = analyse(selection)
         from bench.report.pages.assemble import build_report, report_dir  # plotting: only now
 
@@ -45,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"wrote {path}")
-    if selection.sweep_id:  # the sweep's parent run shows this report too
+    if selection.sweep_id and len(args.tracking_uri) == 1:  # its parent run shows it too
         refresh_parent(args, findings, path.parent)
     return 0
 
@@ -58,13 +60,13 @@ def refresh_parent(args, findings: Findings, report_dir: Path) -> None:
 
     sweep_id = findings.selection.sweep_id
     try:
-        experiment_id, parent = publish(findings, args.tracking_uri, args.experiment, report_dir)
+        experiment_id, parent = publish(findings, args.tracking_uri[0], args.experiment, report_dir)
     except Exception as e:  # noqa: BLE001
         reason = str(e).splitlines()[0] if str(e) else ""
         print(f"warning: sweep {sweep_id}'s parent run not updated: {type(e).__name__}: {reason}",
               file=sys.stderr)  # fmt: skip
         return
-    link = run_link(experiment_id, parent, ui_of(args.tracking_uri))
+    link = run_link(experiment_id, parent, ui_of(args.tracking_uri[0]))
     print(f"updated the summary of sweep {sweep_id}: {link}")
 
 

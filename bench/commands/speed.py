@@ -35,6 +35,16 @@ def parse_case(text: str) -> Case:
     return Case(preset, int(batch) if batch else None)
 
 
+def parse_batches(text: str) -> tuple[int, ...]:
+    """--batches: comma-separated positive batch sizes."""
+    words = text.split(",")
+    if not all(w.isdigit() and int(w) > 0 for w in words):
+        raise argparse.ArgumentTypeError(
+            f"--batches {text!r} must be positive integers, e.g. 16,256"
+        )
+    return tuple(int(w) for w in words)
+
+
 def parse_implementation(name: str) -> str:
     """An argparse type: a registered implementation's name."""
     if name not in registry():
@@ -74,9 +84,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="NAME",
         help="measure this implementation (repeatable); default: every registered one",
     )
+    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                        help="gpu: CuPy's, JAX's and PyTorch's CUDA, synchronized timings")  # fmt: skip
+    parser.add_argument("--batches", type=parse_batches, metavar="B,B,...",
+                        help="the batch axis of --scaling, e.g. 16,256,4096,16384")  # fmt: skip
     parser.add_argument("--out", default="results/speed")
     add_store_arguments(parser, experiment="mnist-bench-speed", sweeps=False)
     args = parser.parse_args(argv)
+    if args.device == "gpu" and not args.scaling:
+        parser.error(
+            "--device gpu measures the --scaling axes only (the matrix's floor is a CPU's)"
+        )
+    if args.batches and not args.scaling:
+        parser.error("--batches sets the batch axis of --scaling: give it with --scaling")
     if args.repeats < 1 or args.threads < 1:
         parser.error(f"--repeats={args.repeats} and --threads={args.threads} must be >= 1")
     return args

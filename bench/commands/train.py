@@ -38,10 +38,10 @@ def train_and_record(job: Job, started: float) -> dict[str, float]:
     """The checked job, trained and recorded: skipped when it already FINISHED in a sweep,
     else one run with its view, verified before it ends FINISHED."""
     from bench.job.harness import ConsoleProgress, run_job
-    from bench.sweep.launchers import parallel_jobs, share_thread_budget
+    from bench.sweep.launchers import parallel_jobs, share_thread_budget, slurm_thread_budget
 
     parallel = parallel_jobs()
-    job = share_thread_budget(job, parallel)
+    job = slurm_thread_budget(share_thread_budget(job, parallel))
     if job.tracking.enabled and (done := finished_before(job)) is not None:
         return done
     observers = [ConsoleProgress(job)]

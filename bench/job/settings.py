@@ -65,6 +65,7 @@ class TrackingSettings:
     skip_completed: bool | None = None  # None: on in a sweep, off for a single run
     log_model: bool = True
     busy_timeout_s: float = 120.0
+    system_metrics: bool = False  # MLflow's system metrics (CPU, memory, GPU) beside the run
 
     def skips_completed(self, multirun: bool) -> bool:
         """Whether a config with a FINISHED run is skipped: null means on in a sweep (-m)."""
@@ -113,9 +114,10 @@ def job_config(cfg: DictConfig) -> dict:
 
 def config_hash(config: dict) -> str:
     """Stable identity of what a run computes: the resolved config without tracking settings,
-    without what a sweeper optimizes, without where the data is read from (the dataset digest
-    tag says what it was), and without the divergence threshold (it judges, computes nothing)."""
-    body = {k: v for k, v in config.items() if k not in ("tracking", "optimized_metric")}
+    without what a sweeper optimizes or how a sweep settles its verdicts (`sweep`), without
+    where the data is read from (the dataset digest tag says what it was), and without the
+    divergence threshold (it judges, computes nothing)."""
+    body = {k: v for k, v in config.items() if k not in ("tracking", "optimized_metric", "sweep")}
     if "dataset" in body:
         body["dataset"] = {
             k: v for k, v in body["dataset"].items() if k not in ("data_dir", "download")
@@ -263,11 +265,26 @@ def check_preset(preset) -> None:
         )
 
 
+def check_sweep(sweep: DictConfig) -> None:
+    """The `sweep` section: the sequential rule's seeds and the speed margin."""
+    _check_section("sweep", sweep)
+    if not isinstance(sweep.until_decided, bool):
+        raise ConfigError(f"sweep.until_decided={sweep.until_decided!r} must be true or false")
+    _int("sweep.max_seeds", sweep.max_seeds, 2, 1000)
+    _int("sweep.seed_batch", sweep.seed_batch, 1, 1000)
+    if sweep.first_seeds is not None:
+        _int("sweep.first_seeds", sweep.first_seeds, 1, sweep.max_seeds)
+    margin = sweep.speed_margin
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 < margin < 1:
+        raise ConfigError(f"sweep.speed_margin={margin!r} must be a fraction in (0, 1), e.g. 0.1")
+
+
 def check_top_level(cfg: DictConfig) -> None:
-    """The top-level keys, the `train` section, the preset and optimized_metric."""
+    """The top-level keys, the `train` and `sweep` sections, the preset and optimized_metric."""
     defaults = primary_defaults()
     _check_keys("", cfg, [*defaults, *GROUPS, "hydra"])
     _check_section("train", cfg.train)
+    check_sweep(cfg.sweep)
     check_preset(cfg.preset)
     metric = cfg.get("optimized_metric")
     if metric is not None and not isinstance(metric, str):
@@ -300,8 +317,10 @@ def tracking_settings(tracking: DictConfig) -> TrackingSettings:
     if isinstance(busy, bool) or not isinstance(busy, (int, float)) or not 0 <= busy <= 86400:
         raise ConfigError(f"tracking.busy_timeout_s={busy!r} must be seconds in [0, 86400]")
     log_model = tracking.get("log_model", True)
-    if not isinstance(log_model, bool):
-        raise ConfigError(f"tracking.log_model={log_model!r} must be true or false")
+    system_metrics = tracking.get("system_metrics", False)
+    for key, value in (("log_model", log_model), ("system_metrics", system_metrics)):
+        if not isinstance(value, bool):
+            raise ConfigError(f"tracking.{key}={value!r} must be true or false")
     return TrackingSettings(
         enabled=tracking.enabled,
         uri=tracking.uri,
@@ -310,6 +329,7 @@ def tracking_settings(tracking: DictConfig) -> TrackingSettings:
         skip_completed=skip,
         log_model=log_model,
         busy_timeout_s=float(busy),
+        system_metrics=system_metrics,
     )
 
 

@@ -27,6 +27,7 @@ PHASES = ("forward", "gradients")
 class Case:
     preset: str
     batch_size: int | None = None  # None: the preset's
+    device: str = "cpu"  # device=gpu: CuPy, JAX's and PyTorch's CUDA (synchronized timings)
 
     @property
     def name(self) -> str:
@@ -38,7 +39,8 @@ class Case:
         overrides = [f"+experiment={self.preset}", f"implementation={implementation}"]
         if self.batch_size:
             overrides.append(f"train.batch_size={self.batch_size}")
-        overrides += [f"dataset.n_train={n_train or 'null'}", f"train.threads={threads}"]
+        overrides += [f"dataset.n_train={n_train or 'null'}", f"train.threads={threads}",
+                      f"device={self.device}"]  # fmt: skip
         if variant:
             options = registry()[implementation].variants()[variant]
             overrides += [f"++implementation.options.{k}={v}" for k, v in options.items()]

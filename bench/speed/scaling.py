@@ -45,15 +45,17 @@ class ScalingPoint(Case):
             f"model.hidden=[{','.join(map(str, self.hidden))}]",
             f"dataset.n_train={n_train or 'null'}",
             f"train.threads={threads}",
+            f"device={self.device}",
         ]
         return job_from_config(compose_config(overrides))
 
 
-def points(batches, widths) -> list[ScalingPoint]:
+def points(batches, widths, device: str = "cpu") -> list[ScalingPoint]:
     """The batch axis at width 512, then the width axes (1 and 2 layers) at batch 128."""
-    out = [ScalingPoint(PRESET, b, "batch", b) for b in batches]
+    out = [ScalingPoint(PRESET, b, device, "batch", b) for b in batches]
     for depth in (1, 2):
-        out += [ScalingPoint(PRESET, 128, f"width-{depth}", w, (w,) * depth) for w in widths]
+        out += [ScalingPoint(PRESET, 128, device, f"width-{depth}", w, (w,) * depth)
+                for w in widths]  # fmt: skip
     return out
 
 
@@ -66,24 +68,26 @@ def measure_point(point: ScalingPoint, repeats, implementations, n_train, thread
 
     job, n, timings = measure_case(point, repeats, implementations, n_train, threads)
     sizes = job.model.sizes
-    floor = case_floor(sizes, job.batch_size, n, job.optimizer.name, threads)
+    floor_s = float("nan")  # the floor is the CPU's: a GPU point has none
+    if point.device == "cpu":
+        floor_s = case_floor(sizes, job.batch_size, n, job.optimizer.name, threads).epoch_s
     rows = []
     for impl, t in timings.items():
         epoch = statistics.median(t.epoch)
         rows.append({
             "axis": point.axis, "size": point.size, "implementation": impl,
             "epoch s": epoch, "min s": min(t.epoch), "max s": max(t.epoch),
-            "spread s": t.spread("epoch"),
-            "s per sample": epoch / n, "floor s per sample": floor.epoch_s / n,
-            "% of floor": 100 * floor.epoch_s / epoch, "work flops": n * train_flops(sizes),
+            "spread s": t.spread("epoch"), "first epoch extra s": t.first_epoch - epoch,
+            "s per sample": epoch / n, "floor s per sample": floor_s / n,
+            "% of floor": 100 * floor_s / epoch, "work flops": n * train_flops(sizes),
         })  # fmt: skip
     return rows
 
 
-def measure_scaling(settings: dict, implementations, threads) -> pd.DataFrame:
+def measure_scaling(settings: dict, implementations, threads, device="cpu") -> pd.DataFrame:
     """Every point of every axis, one after the other (implementations interleaved inside)."""
     rows = []
-    for point in points(settings["batches"], settings["widths"]):
+    for point in points(settings["batches"], settings["widths"], device):
         rows += measure_point(point, settings["repeats"], implementations,
                               settings["n_train"], threads)  # fmt: skip
         print(f"{point.axis} {point.size}: " + ", ".join(
@@ -142,6 +146,19 @@ def setup_lines(cpu: str, threads: int, settings: dict, quick: bool) -> list[str
     ]
 
 
+def device_label(device: str) -> str:
+    """What the benchmark ran on, for its first line: the CPU's model, or the GPU's name."""
+    from bench.job.environment import cpu_model
+
+    if device == "cpu":
+        return cpu_model()
+    import subprocess
+
+    found = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                           capture_output=True, text=True)  # fmt: skip
+    return (found.stdout.strip().splitlines() or ["a GPU"])[0]
+
+
 def log_scaling(uri, experiment, params: dict, wall_s: float, table, report: Path, pngs) -> str:
     """One MLflow run in the benchmark's experiment: the settings, the slopes as metrics,
     scaling.md, the figures and the tables (CSV)."""
@@ -169,20 +186,22 @@ def run_scaling(args, implementations) -> int:
     """The --scaling mode of the command: measure, write scaling.md and the PNGs, log."""
     import time
 
-    from bench.job.environment import cpu_model
     from bench.report.pages.render import write_markdown
 
     started = time.perf_counter()
-    settings = QUICK if args.quick else FULL
-    table = measure_scaling(settings, implementations, args.threads)
+    settings = dict(QUICK if args.quick else FULL)
+    if args.batches:  # every batch a whole one: the training images at least the largest
+        settings.update(batches=args.batches, n_train=max(settings["n_train"], *args.batches))
+    table = measure_scaling(settings, implementations, args.threads, args.device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    header = setup_lines(cpu_model(), args.threads, settings, args.quick)
+    header = setup_lines(device_label(args.device), args.threads, settings, args.quick)
     sections, pngs = report_sections(table, out, header)
     report = out / "scaling.md"
     write_markdown("mnist-bench speed scaling", sections, report)
     params = {"threads": args.threads, "quick": args.quick, "n_train": settings["n_train"],
-              "repeats": settings["repeats"], "implementations": ",".join(implementations)}  # fmt: skip
+              "repeats": settings["repeats"], "implementations": ",".join(implementations),
+              "device": args.device}  # fmt: skip
     wall = time.perf_counter() - started
     run_id = log_scaling(args.tracking_uri, args.experiment, params, wall, table, report, pngs)
     print(report.read_text())

@@ -55,12 +55,16 @@ def sweep_grid(config: DictConfig) -> list[dict] | None:
     """The jobs Hydra's basic sweeper will launch (expanded the way it does), each with the
     config hash its run will carry; None for other sweepers (Optuna picks as it goes)."""
     sweeper = config.hydra.sweeper
-    if not str(sweeper.get("_target_", "")).endswith("BasicSweeper"):
+    if not str(sweeper.get("_target_", "")).endswith(("BasicSweeper", "SequentialSweeper")):
         return None
     params = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]
     parsed = OverridesParser.create().parse_overrides(params + list(config.hydra.overrides.task))
     jobs = BasicSweeper.split_arguments(parsed, None)[0]
-    name = config.hydra.job.config_name
+    return grid_entries(jobs, config.hydra.job.config_name)
+
+
+def grid_entries(jobs: list[list[str]], name: str) -> list[dict]:
+    """Each job's overrides with the config hash its run will carry (composed as Hydra will)."""
     grid = []
     for job in jobs:
         resolved = job_config(compose(name, job))
@@ -98,7 +102,14 @@ def start_sweep(config: DictConfig) -> None:
         tracking = checked_tracking(config.tracking)
     except ConfigError as e:  # nothing can be recorded: stop before any job starts
         sys.exit(f"error: {e}")
+    target = str(config.hydra.sweeper.get("_target_", ""))
+    if config.sweep.until_decided and not target.endswith("SequentialSweeper"):
+        sys.exit("error: sweep.until_decided=true needs the sequential sweeper: add "
+                 "hydra/sweeper=sequential (the compare preset has it)")  # fmt: skip
     if not tracking.enabled:
+        if config.sweep.until_decided:
+            sys.exit("error: sweep.until_decided=true reads the sweep's verdicts from its runs: "
+                     "it needs tracking.enabled=true")  # fmt: skip
         return
     try:
         grid = sweep_grid(config)
@@ -143,12 +154,14 @@ def start_sweep(config: DictConfig) -> None:
     ).export()
 
 
-def close_parent(parent: str, failures_file: str | None) -> tuple[int, int]:
+def close_parent(parent: str, failures_file: str | None, why: str | None = None) -> tuple[int, int]:
     """Ends the sweep's parent run FINISHED only when every job finished, else FAILED, with
     the count as its description (`mlflow.note.content`); what did not finish is added to
     FAILURES, so the command exits 1 whichever launcher ran the jobs. Counted from the store
     (the grid's holes, children not FINISHED) and from the failure lines the jobs' processes
-    wrote, which also count jobs refused before they had a run. Returns (not finished, jobs)."""
+    wrote, which also count jobs refused before they had a run. `why`: the sweep stopped on an
+    error (a launcher's failed job): FAILED whatever the count, which the note gives with it.
+    Returns (not finished, jobs)."""
     reported = []
     if failures_file and Path(failures_file).exists():
         reported = [ln for ln in Path(failures_file).read_text().splitlines() if ln.strip()]
@@ -160,7 +173,10 @@ def close_parent(parent: str, failures_file: str | None) -> tuple[int, int]:
         reap_stale_runs(experiment_id)  # a worker killed mid-job: its run is not RUNNING
         where = f"tags.mlflow.parentRunId = '{parent}'"
         children = retrying(client.search_runs, [experiment_id], filter_string=where, what="read")
-        unfinished = [c for c in children if c.info.status != "FINISHED"]
+        # an attempt stopped and run again (a SLURM requeue): the config's FINISHED run stands
+        done = {c.data.tags.get("config_hash") for c in children if c.info.status == "FINISHED"}
+        unfinished = [c for c in children
+                      if c.info.status != "FINISHED" and c.data.tags.get("config_hash") not in done]  # fmt: skip
         grid = load_grid(run)
         holes, total = [], len(children)
         if grid is not None:
@@ -176,10 +192,11 @@ def close_parent(parent: str, failures_file: str | None) -> tuple[int, int]:
         if bad:
             note += f"; {bad} did not" + (f" ({missing} never started a run)" if missing else "")
             FAILURES.extend(reported or [f"{bad} of {total} jobs did not finish"])
+        note += f" ({why})" if why else ""
         tags = {"mlflow.note.content": note, "sweep_outcome": note}  # the summary keeps it
-        if bad:
+        if bad or why:
             tags["failure_reason"] = note
-        end_run(client, parent, "FAILED" if bad else "FINISHED", **tags)
+        end_run(client, parent, "FAILED" if bad or why else "FINISHED", **tags)
         print(f"sweep: {note}", file=sys.stderr if bad else sys.stdout)
         return bad, total
     except Exception as e:  # the store went away mid-sweep
@@ -230,6 +247,9 @@ def abort_sweep(status: str, reason: str) -> None:
     with deferred_signals():
         try:
             ended = end_orphans(parent, status, reason)
+            if status == "FAILED":  # a job failed under the launcher: the parent says the count
+                close_parent(parent, SweepEnv.current().failures_file, why=reason)
+                return
             note = f"{reason}; {len(ended)} running jobs ended {status}" if ended else reason
             tags = {"mlflow.note.content": note, "failure_reason": reason, "sweep_outcome": note}
             end_run(MlflowClient(), parent, status, **tags)  # the summary keeps its outcome

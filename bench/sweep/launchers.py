@@ -56,3 +56,23 @@ def share_thread_budget(job: Job, parallel: int) -> Job:
     threads = max(1, job.threads // parallel)
     log.info("%d jobs in parallel: train.threads %d -> %d per job", parallel, job.threads, threads)
     return dataclasses.replace(job, threads=threads)
+
+
+def slurm_thread_budget(job: Job) -> Job:
+    """Inside a SLURM job, train.threads and the allocation's CPUs (SLURM_CPUS_PER_TASK, which
+    `hydra.launcher.cpus_per_task` sets) agree: train.threads=null takes the allocation's, and
+    more threads than the allocation has is refused in one line. Outside SLURM: the job."""
+    from bench.job.settings import ConfigError
+
+    if "SLURM_JOB_ID" not in os.environ:
+        return job
+    cpus = int(os.environ.get("SLURM_CPUS_PER_TASK") or 1)  # SLURM's default: 1 CPU a task
+    if job.threads is None:
+        log.info("SLURM allocation of %d CPUs: train.threads=null -> %d", cpus, cpus)
+        return dataclasses.replace(job, threads=cpus)
+    if job.threads > cpus:
+        raise ConfigError(
+            f"train.threads={job.threads} but this SLURM job has {cpus} CPU(s): set "
+            f"hydra.launcher.cpus_per_task={job.threads}, or train.threads={cpus} (or null)"
+        )
+    return job

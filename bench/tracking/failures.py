@@ -7,7 +7,8 @@ lightning-hydra-template's task_wrapper does), so the job itself reads as a stra
 - Anything else is a bug: its traceback is logged.
 In every case the run this process left open ends FAILED with the reason, the failure is
 recorded for the command's exit status (and the sweep's failure file), and the sweep goes on.
-Ctrl-C and SIGTERM end the open run KILLED and stop the command."""
+Ctrl-C and SIGTERM end the open run KILLED and stop the command; so does SLURM's time limit
+or preemption, without stopping it."""
 
 from __future__ import annotations
 
@@ -41,9 +42,14 @@ def terminate(signum, frame) -> None:
 
 def handle_sigterm() -> None:
     """SIGTERM ends the run KILLED like Ctrl-C, in the main process and in a launcher's
-    worker process (joblib, submitit) alike, where the command's main() did not run."""
+    worker process (joblib, submitit) alike, where the command's main() did not run. On SLURM
+    it replaces submitit's handler, which ignores SIGTERM: `scancel`, a time limit and a
+    requeue send it, then SIGKILL after the cluster's KillWait, and a job that ignored it would
+    die with its run RUNNING."""
     if threading.current_thread() is threading.main_thread():
-        if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        current = signal.getsignal(signal.SIGTERM)
+        submitit = "submitit" in str(getattr(current, "__module__", "") or current)
+        if current in (signal.SIG_DFL, None) or submitit:
             signal.signal(signal.SIGTERM, terminate)
 
 
@@ -70,6 +76,13 @@ def reason_of(e: Exception) -> tuple[str, bool]:
     return f"{type(e).__name__}: {e}", False
 
 
+def stopped_by_cluster(e: Exception) -> bool:
+    """submitit's answer to SLURM's warning signal (USR2, `signal_delay_s` before the time
+    limit, or on preemption) when it does not requeue the job: the job was stopped from
+    outside, like `scancel`, not by a bug."""
+    return type(e).__name__ == "UncompletedJobError" and type(e).__module__.startswith("submitit")
+
+
 def close_open_runs(reason: str, status: str) -> None:
     """End the runs this process left open, if it opened any."""
     if runs := sys.modules.get(RUNS):
@@ -92,6 +105,10 @@ def reports_failures(job_fn):
             close_open_runs(str(e) or "interrupted (SIGINT)", "KILLED")
             raise
         except Exception as e:  # the run must end FAILED with the reason, never stay RUNNING
+            if stopped_by_cluster(e):
+                reason = f"stopped by SLURM (time limit or preemption): {e}"
+                close_open_runs(reason, "KILLED")
+                return failed(f"error: {job.run_name}: {reason}")
             reason, users = reason_of(e)
             close_open_runs(reason, "FAILED")
             if not users:

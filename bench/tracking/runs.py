@@ -24,6 +24,7 @@ import threading
 import time
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import psutil
 from mlflow import MlflowClient
@@ -186,6 +187,19 @@ class MlflowRun:
             OPEN_RUNS[self.run_id] = self
         self.writer = HistoryWriter(self.client, self.run_id)
         self._log_config()
+        self.monitor = None  # MLflow's system metrics, where tracking.system_metrics asks
+        if job.tracking.system_metrics:
+            from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+            self.monitor = SystemMetricsMonitor(self.run_id, sampling_interval=1,
+                                                tracking_uri=mlflow.get_tracking_uri())  # fmt: skip
+            self.monitor.start()
+
+    def _stop_monitor(self) -> None:
+        """The system metrics sampled so far written, before the run ends."""
+        if getattr(self, "monitor", None) is not None:
+            self.monitor.finish()
+            self.monitor = None
 
     def _batch(self, metrics=(), params=(), tags=()) -> None:
         retrying(self.client.log_batch, self.run_id, metrics=metrics, params=params, tags=tags)
@@ -294,6 +308,7 @@ class MlflowRun:
         stored = retrying(self.client.get_run, self.run_id, what="read").data.metrics
         if lost := sorted(set(metrics) - set(stored)):
             raise HistoryLost(f"final metrics not stored: {', '.join(lost)}")
+        self._stop_monitor()
         with deferred_signals():
             end_run(self.client, self.run_id, "FINISHED", history_verified="true")
             OPEN_RUNS.pop(self.run_id, None)
@@ -326,5 +341,6 @@ class MlflowRun:
                 if self.writer.errors and "could not be written" not in reason:
                     reason += f" (and part of the history was not stored: {self.writer.errors[0]})"
             reason = redact(reason)[:MAX_PARAM_VAL_LENGTH]
+            self._stop_monitor()
             end_run(self.client, self.run_id, status, failure_reason=reason)
             OPEN_RUNS.pop(self.run_id, None)

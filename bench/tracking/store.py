@@ -34,7 +34,7 @@ from filelock import FileLock
 from mlflow import MlflowClient
 from mlflow.entities import Run, RunTag
 
-from bench.job.redact import redact
+from bench.job.redact import redact, redacted
 from bench.job.settings import ConfigError, TrackingSettings
 from bench.tracking import names
 from bench.tracking.sweep_env import SweepEnv
@@ -86,11 +86,18 @@ class StoreError(Exception):
         super().__init__(redact(message))
 
 
-def add_store_arguments(parser, experiment: str = "mnist-bench", sweeps: bool = True) -> None:
-    """The command-line options of the commands that read a store: where, which experiment,
-    and (for sweep readers) which sweep."""
+def add_store_arguments(
+    parser, experiment: str = "mnist-bench", sweeps: bool = True, several: bool = False
+) -> None:
+    """The command-line options of the commands that read a store: where (`several`: a list,
+    one store per --tracking-uri), which experiment, and (for sweep readers) which sweep."""
     uri = os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_URI)
-    parser.add_argument("--tracking-uri", default=uri, help=f"default: {redact(uri)}")
+    if several:
+        parser.add_argument("--tracking-uri", action="append", metavar="URI",
+                            help=f"repeat to read several stores; default: {redact(uri)}")  # fmt: skip
+        parser.set_defaults(several_default=[uri])
+    else:
+        parser.add_argument("--tracking-uri", default=uri, help=f"default: {redact(uri)}")
     parser.add_argument("--experiment", default=experiment)
     if sweeps:
         parser.add_argument("--sweep-id", help="default: the latest sweep")
@@ -588,6 +595,30 @@ def load_grid(parent: Run) -> dict | None:
                         what="read")  # fmt: skip
     except Exception:  # a sweep from before grids were recorded, or another sweeper
         return None
+
+
+def append_grid(parent_id: str, entries: list[dict]) -> None:
+    """Jobs a sequential sweep added, appended to the grid its parent recorded."""
+    client = MlflowClient()
+    grid = load_grid(retrying(client.get_run, parent_id, what="read"))
+    if grid is None:
+        return
+    grid["jobs"] += [{**e, "overrides": redacted(e["overrides"])} for e in entries]
+    retrying(client.log_dict, parent_id, grid, GRID_ARTIFACT, what="grid")
+    retrying(client.set_tag, parent_id, "sweep_jobs", str(len(grid["jobs"])), what="grid")
+
+
+SEQUENTIAL_ARTIFACT = "sequential.json"
+
+
+def record_sequential(parent_id: str, summary: dict) -> None:
+    """How a sequential sweep ended, on its parent: the looks, each pair's seeds, why it
+    stopped (the `sweep_stop` tag, and the whole summary as an artifact)."""
+    client = MlflowClient()
+    retrying(client.log_dict, parent_id, summary, SEQUENTIAL_ARTIFACT, what="sequential")
+    looks = ",".join(map(str, summary["looks"]))
+    retrying(client.set_tag, parent_id, "sweep_stop", f"{summary['stopped']} (looks at {looks} seeds)",
+             what="sequential")  # fmt: skip
 
 
 def grid_status(experiment_id: str, parent: Run, grid: dict) -> list[GridJob]:

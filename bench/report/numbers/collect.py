@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
+from bench.job.redact import redact
 from bench.tracking import store
 
 HISTORY_KEYS = (
@@ -49,6 +50,17 @@ class Selection:
     name: str  # the report's folder under --out: the sweep id, else one derived from the label
     sweep_id: str | None = None  # the sweep it reports, if it reports one
     notes: list[str] = field(default_factory=list)  # its grid jobs missing or run by other sweeps
+    # several stores (`--tracking-uri A --tracking-uri B`): each run's `store` column names one
+    # of these (label -> URI), and the histories come read from each store already
+    stores: dict[str, str] = field(default_factory=dict)
+    hist: pd.DataFrame | None = None
+
+    def client(self, store_label: str | None = None):
+        """The MLflow client of a run's store (the one store that is open, for one store)."""
+        from mlflow import MlflowClient
+
+        uri = self.stores.get(store_label or "")
+        return MlflowClient(tracking_uri=uri) if uri else MlflowClient()
 
 
 def select(
@@ -70,6 +82,29 @@ def select(
         raise ReportError(str(e)) from None
     except MlflowException as e:
         raise ReportError(f"the store at {uri}: {store.one_line(e)}") from None
+
+
+def select_stores(uris: list[str], experiment: str, sweep_id: str | None = None,
+                  filter_string: str | None = None, all_runs: bool = False) -> Selection:  # fmt: skip
+    """One selection over several stores (another host's, a GPU machine's): in each store the
+    same selection (by default its latest sweep), the runs side by side with the store they
+    came from, and their histories read from it. One store is `select` itself."""
+    if len(uris) == 1:
+        return select(uris[0], experiment, sweep_id, filter_string, all_runs)
+    if len(set(uris)) < len(uris):
+        raise ReportError("a store is given twice: give each --tracking-uri once")
+    parts, stores, hists = [], {}, []
+    for i, uri in enumerate(uris, start=1):
+        label = f"store {i}"
+        part = select(uri, experiment, sweep_id, filter_string, all_runs)
+        parts.append((label, uri, part))
+        stores[label] = uri
+        hists.append(histories(part.runs))  # while this store is the open one
+    runs = pd.concat([p.runs.assign(store=label) for label, _, p in parts], ignore_index=True)
+    label = "; ".join(f"{p.label} in {label} ({redact(uri)})" for label, uri, p in parts)
+    digest = hashlib.sha256("|".join(p.name for _, _, p in parts).encode()).hexdigest()[:8]
+    notes = [f"{label}: {note}" for label, _, p in parts for note in p.notes]
+    return Selection(runs, label, f"stores-{digest}", None, notes, stores, pd.concat(hists))
 
 
 def _select(experiment_id, experiment, sweep_id, filter_string, all_runs) -> Selection:
@@ -127,14 +162,16 @@ def sweep_jobs(
     except store.StoreError:
         return own, []
     grid = store.load_grid(parent)
+    stop = parent.data.tags.get("sweep_stop")  # a sequential sweep's end: its looks and why
+    sequential = [f"sequential rule: {stop}"] if stop else []
     if grid is None:
-        return own, []
+        return own, sequential
     grid_jobs = store.grid_status(experiment_id, parent, grid)
     chosen = jobs[jobs.run_id.isin([j.run_id for j in grid_jobs if j.run_id])]
     missing = sum(j.status == store.MISSING for j in grid_jobs)
     parts = other_sweeps(chosen, parent, sweep_id)
     parts += [f"{missing} of {len(grid_jobs)} grid jobs missing"] if missing else []
-    return chosen, parts
+    return chosen, parts + sequential
 
 
 def other_sweeps(chosen: pd.DataFrame, parent, sweep_id: str, most: int = 6) -> list[str]:

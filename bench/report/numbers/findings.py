@@ -42,7 +42,7 @@ def analyse(selection: Selection) -> Findings:
     runs = selection.runs.assign(comparison=comparison_keys(selection.runs))
     runs = runs.assign(group=group_names(runs))
     selection = replace(selection, runs=runs)
-    hist = histories(runs)
+    hist = histories(runs) if selection.hist is None else selection.hist  # several stores: read
     rows = per_run(runs, hist)
     target = runs.get("params.train.target_accuracy", pd.Series(np.nan, index=runs.index))
     rows["target"] = pd.to_numeric(target, errors="coerce").to_numpy()

@@ -12,6 +12,8 @@ import pandas as pd
 from bench.data.catalog import SPLIT_SIZES
 from bench.job.host import CONTENDED
 from bench.report.numbers.collect import what_differs
+from bench.report.numbers.sequential import schedule, schedule_text
+from bench.report.numbers.stats import SPEED_MARGIN
 
 THRESHOLDS = (0.95, 0.96, 0.97, 0.975, 0.98)
 
@@ -47,6 +49,12 @@ def per_run(runs: pd.DataFrame, hist: pd.DataFrame) -> pd.DataFrame:
     out["dataset"] = runs.get("params.dataset.name", pd.Series("mnist", index=runs.index)).values
     # the framework variant a run trained with (train.variant); "" for runs from before the tag
     out["variant"] = runs.get("tags.variant", pd.Series("", index=runs.index)).fillna("").values
+    out["store"] = runs.get("store", pd.Series("", index=runs.index)).values  # several stores
+    out["speed_margin"] = pd.to_numeric(
+        runs.get("params.sweep.speed_margin", pd.Series(SPEED_MARGIN, index=runs.index)),
+        errors="coerce",
+    ).fillna(SPEED_MARGIN).to_numpy()  # fmt: skip
+    out["looks"] = sequential_looks(runs).to_numpy()
     for m in (
         "test_accuracy",
         "final_train_accuracy",
@@ -84,6 +92,23 @@ def per_run(runs: pd.DataFrame, hist: pd.DataFrame) -> pd.DataFrame:
             lambda r, th=threshold: time_to_accuracy(hist, r, th)
         )
     return out
+
+
+def sequential_looks(runs: pd.DataFrame) -> pd.Series:
+    """Per run, the seed counts a sequential sweep (sweep.until_decided) looked at, "5,7,9,11,12";
+    "" for a sweep of fixed seeds."""
+
+    def param(key):
+        return runs.get(f"params.sweep.{key}", pd.Series(None, index=runs.index, dtype=object))
+
+    looks = pd.Series("", index=runs.index)
+    on = param("until_decided").astype(str).str.lower().eq("true")
+    for i in runs.index[on]:
+        first, batch, most = (pd.to_numeric(param(k)[i], errors="coerce")
+                              for k in ("first_seeds", "seed_batch", "max_seeds"))  # fmt: skip
+        if np.isfinite([first, batch, most]).all():
+            looks[i] = schedule_text(schedule(int(first), int(batch), int(most)))
+    return looks
 
 
 def train_images(runs: pd.DataFrame, out: pd.DataFrame) -> pd.Series:

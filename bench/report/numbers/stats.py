@@ -16,12 +16,15 @@ LEVEL = 0.95  # every interval the report shows
 
 Z = stats.norm.ppf(0.5 + LEVEL / 2)  # 1.96: the binomial noise floor's multiplier
 
-NO_DIFFERENCE = "no significant difference"  # an interval that contains no difference
+UNDECIDED = "undecided"  # an interval that neither excludes "no difference" nor lies in the margin
 NOT_TESTED = "not tested"  # no interval at all (1 seed, censored, contended): no test was made
+SAME_SPEED = "same speed"  # the whole interval of the time ratio lies within the speed margin
+SPEED_MARGIN = 0.10  # default: times within 10% of each other (either way) are the same speed
 
 
-def t_interval(values) -> tuple[float, float, float]:
-    """Mean and its 95% Student-t confidence interval (nan bounds for fewer than 2 values)."""
+def t_interval(values, level: float = LEVEL) -> tuple[float, float, float]:
+    """Mean and its Student-t confidence interval at `level` (95%; a sequential sweep's looks
+    use a wider one: bench.report.numbers.sequential), nan bounds for fewer than 2 values."""
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v)]
     if len(v) == 0:
@@ -29,7 +32,7 @@ def t_interval(values) -> tuple[float, float, float]:
     mean = v.mean()
     if len(v) < 2:
         return mean, np.nan, np.nan
-    half = stats.t.ppf(0.5 + LEVEL / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
+    half = stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
     return mean, mean - half, mean + half
 
 
@@ -44,13 +47,28 @@ def accuracy_interval(values) -> tuple[float, float, float]:
     )
 
 
-def ratio_interval(ratios) -> tuple[float, float, float]:
+def ratio_interval(ratios, level: float = LEVEL) -> tuple[float, float, float]:
     """Geometric mean of positive ratios and its 95% interval: a t-interval on their logs,
     back-transformed. Timing noise is multiplicative, so its logs are close to normal and
     the t-interval keeps its coverage even at 3 runs (a bootstrap of 3 values does not)."""
     r = np.asarray(ratios, dtype=float)
     r = r[np.isfinite(r) & (r > 0)]
-    return tuple(float(np.exp(x)) for x in t_interval(np.log(r)))
+    return tuple(float(np.exp(x)) for x in t_interval(np.log(r), level))
+
+
+def unpaired_ratio_interval(a_times, b_times) -> tuple[float, float, float]:
+    """b's time over a's where no seed pairs them (two hosts, two devices): the ratio of
+    their geometric means and its 95% interval, Welch's t-interval on the difference of the
+    mean logs (unequal variances: one host is noisier than another), back-transformed."""
+    a, b = (np.asarray(t, dtype=float) for t in (a_times, b_times))
+    a, b = (np.log(t[np.isfinite(t) & (t > 0)]) for t in (a, b))
+    if len(a) == 0 or len(b) == 0:
+        return np.nan, np.nan, np.nan
+    estimate = float(np.exp(b.mean() - a.mean()))
+    if len(a) < 2 or len(b) < 2:
+        return estimate, np.nan, np.nan
+    low, high = stats.ttest_ind(b, a, equal_var=False).confidence_interval(LEVEL)
+    return estimate, float(np.exp(low)), float(np.exp(high))
 
 
 def censored_median(values) -> tuple[float, int, int]:
@@ -64,17 +82,21 @@ def censored_median(values) -> tuple[float, int, int]:
     return float(np.median(v)), int(np.isfinite(v).sum()), len(v)
 
 
-def speed_verdict(low: float, high: float) -> str:
-    """How a is against b, from the interval of b's time / a's time: a difference only when
-    the interval excludes 1; no interval (one seed, a censored time, a contended host) is no
-    test, and says so rather than "no difference"."""
+def speed_verdict(low: float, high: float, margin: float = SPEED_MARGIN) -> str:
+    """How a is against b, from the interval of b's time / a's time. "same speed" when the
+    whole interval lies within the margin, [1/(1 + margin), 1 + margin]: two one-sided tests
+    (TOST) on the same interval, each at half its error rate. Else "faster"/"slower" when it
+    excludes 1, else "undecided": more seeds could still settle it. No interval (one seed, a
+    censored time, a contended host) is no test, and says so."""
     if np.isnan(low) or np.isnan(high):
         return NOT_TESTED
+    if 1 / (1 + margin) <= low and high <= 1 + margin:
+        return SAME_SPEED
     if low > 1:
         return "faster"
     if high < 1:
         return "slower"
-    return NO_DIFFERENCE
+    return UNDECIDED
 
 
 def equivalence_margin(accuracy: float) -> float:
@@ -102,7 +124,7 @@ def accuracy_verdict(low: float, high: float, margin: float) -> str:
         return "more accurate"
     if high < 0:
         return "less accurate"
-    return NO_DIFFERENCE
+    return UNDECIDED
 
 
 def pooled_mcnemar_p(only_a, only_b) -> float:

@@ -7,8 +7,10 @@ Words, said of a against b, each following from the interval alone:
 - "more accurate" / "less accurate": the interval of a's minus b's accuracy lies above / below
   0 and reaches outside ±margin.
 - "equivalent": the whole accuracy interval lies inside ±margin (what the test set resolves).
-- "no significant difference": there is an interval and it contains 1 (or 0): a test was
-  made and found no difference.
+- "same speed": the whole interval of b's time / a's lies within the speed margin
+  ([1/1.1, 1.1] by default: `sweep.speed_margin`), two one-sided tests on the same interval.
+- "undecided": there is an interval, it contains 1 (or 0) and reaches outside the margin:
+  more seeds could settle it (a sequential sweep adds them: bench.report.numbers.sequential).
 - "not tested": there is no interval (one seed, a time some run never reached, too few calm
   seeds, no value at all): nothing was tested, whatever the estimate says.
 
@@ -38,7 +40,7 @@ Quantities and rules (95% intervals over seeds, never over epochs):
   were set aside); with fewer calm seeds there is no interval and no claim (`contended`: in
   how many of the n seeds). Accuracy does not depend on the host and keeps every seed.
 - One paired run gives no interval (NaN bounds): verdict "not tested", and n = 1 in the CSV
-  says why. "no significant difference" is kept for an interval that contains 1 (or 0).
+  says why. "undecided" is kept for an interval that contains 1 (or 0).
 """
 
 from __future__ import annotations
@@ -49,8 +51,11 @@ import numpy as np
 import pandas as pd
 
 from bench.report.numbers.rows import setting_id
+from bench.report.numbers.sequential import level_per_look
 from bench.report.numbers.stats import (
+    LEVEL,
     MIN_RUNS,
+    SPEED_MARGIN,
     accuracy_verdict,
     censored_median,
     equivalence_margin,
@@ -97,7 +102,8 @@ def paired_values(
     return per_seed.loc[seeds, a].to_numpy(float), per_seed.loc[seeds, b].to_numpy(float)
 
 
-def calm_time_comparison(g: pd.DataFrame, column: str, a: str, b: str, missing: str) -> dict:
+def calm_time_comparison(g: pd.DataFrame, column: str, a: str, b: str, missing: str,
+                         level: float = LEVEL) -> dict:  # fmt: skip
     """time_comparison over the calm seeds when at least MIN_RUNS of them remain (or none was
     contended); otherwise no interval and no claim: a timing taken while another process held
     a core of this machine measures the host, not the implementation."""
@@ -105,15 +111,16 @@ def calm_time_comparison(g: pd.DataFrame, column: str, a: str, b: str, missing: 
     calm = paired_values(g, column, a, b, calm=True)
     aside = len(every[0]) - len(calm[0])
     if aside == 0 or len(calm[0]) >= MIN_RUNS:
-        cmp = time_comparison(*calm, missing=missing)
+        cmp = time_comparison(*calm, missing=missing, level=level)
         return {**cmp, "n": len(calm[0]), "set_aside": aside}
-    cmp = time_comparison(*every, missing=missing)
+    cmp = time_comparison(*every, missing=missing, level=level)
     if np.isnan(cmp["estimate"]):
         return {**cmp, "n": len(every[0])}
     return {**cmp, "ci_low": np.nan, "ci_high": np.nan, "contended": aside, "n": len(every[0])}
 
 
-def time_comparison(ta: np.ndarray, tb: np.ndarray, missing: str = "validation") -> dict:
+def time_comparison(ta: np.ndarray, tb: np.ndarray, missing: str = "validation",
+                    level: float = LEVEL) -> dict:  # fmt: skip
     """b's time / a's time over paired runs (see the module docstring for censored runs).
     NaN is a time that cannot exist (`missing` says why), +inf one never reached."""
     measured = ~(np.isnan(ta) | np.isnan(tb))
@@ -121,7 +128,7 @@ def time_comparison(ta: np.ndarray, tb: np.ndarray, missing: str = "validation")
     if len(ta) == 0:
         return dict(estimate=np.nan, ci_low=np.nan, ci_high=np.nan, missing=missing, measured=0)
     if np.isfinite(ta).all() and np.isfinite(tb).all():
-        est, low, high = ratio_interval(tb / ta)
+        est, low, high = ratio_interval(tb / ta, level)
         return dict(estimate=est, ci_low=low, ci_high=high, measured=len(ta))
     (ma, ka, na), (mb, kb, nb) = censored_median(ta), censored_median(tb)
     with np.errstate(invalid="ignore"):
@@ -130,9 +137,9 @@ def time_comparison(ta: np.ndarray, tb: np.ndarray, missing: str = "validation")
                 reached_a=ka, runs_a=na, reached_b=kb, runs_b=nb)  # fmt: skip
 
 
-def accuracy_comparison(acc_a: np.ndarray, acc_b: np.ndarray) -> dict:
+def accuracy_comparison(acc_a: np.ndarray, acc_b: np.ndarray, level: float = LEVEL) -> dict:
     """a's minus b's test accuracy in points, paired by seed, with its equivalence margin."""
-    est, low, high = t_interval(100 * (acc_a - acc_b))
+    est, low, high = t_interval(100 * (acc_a - acc_b), level)
     margin = equivalence_margin(float(np.nanmean(np.concatenate([acc_a, acc_b]))))
     return dict(estimate=est, ci_low=low, ci_high=high, margin=margin, measured=len(acc_a))
 
@@ -144,29 +151,41 @@ def verdicts(rows: pd.DataFrame) -> pd.DataFrame:
     records = []
     for (preset, key), g in rows.groupby(["preset", "comparison"], sort=True):
         one_epoch = "epochs" in g and (g.epochs <= 1).all()
+        rule = rule_of(g)
         for a, b in pairs(g.implementation):
             acc_a, acc_b = paired_values(g, "test_accuracy", a, b)
             if len(acc_a) == 0:
                 continue
-            base = {"preset": preset, "setting": setting_id(key), "a": a, "b": b, "margin": np.nan}
+            base = {"preset": preset, "setting": setting_id(key), "a": a, "b": b, "margin": np.nan,
+                    **rule}  # fmt: skip
             if "group" in g:  # the comparison's name, for the tables that show the verdict
                 base["group"] = g.group.iloc[0]
             for quantity, column, missing in (
                 ("epoch_time", "steady_epoch_s", "one_epoch" if one_epoch else "epoch_times"),
                 ("time_to_target", "time_to_target_s", "validation"),
             ):
-                cmp = calm_time_comparison(g, column, a, b, missing)
+                cmp = calm_time_comparison(g, column, a, b, missing, rule["level"])
                 records.append({**base, "quantity": quantity, **cmp})
-            cmp = accuracy_comparison(acc_a, acc_b)
+            cmp = accuracy_comparison(acc_a, acc_b, rule["level"])
             records.append({**base, "n": len(acc_a), "quantity": "test_accuracy", **cmp})
-    table = pd.DataFrame(records, columns=VERDICT_COLUMNS + ["margin", "group", *REASONS])
+    extra = ["margin", "group", "level", "speed_margin", "looks", *REASONS]
+    table = pd.DataFrame(records, columns=VERDICT_COLUMNS + extra)
     table = table.fillna(REASONS).astype({k: type(v) for k, v in REASONS.items()})
     table["verdict"] = [verdict_of(r) for r in table.itertuples()]
     return table
+
+
+def rule_of(g: pd.DataFrame) -> dict:
+    """How one comparison's intervals are made: the level of each (95%, or a sequential
+    sweep's per-look level for its schedule of looks) and the speed margin."""
+    looks = str(g.looks.iloc[0]) if "looks" in g and g.looks.iloc[0] else ""
+    level = level_per_look(tuple(map(int, looks.split(",")))) if looks else LEVEL
+    margin = float(g.speed_margin.iloc[0]) if "speed_margin" in g else SPEED_MARGIN
+    return {"level": level, "speed_margin": margin, "looks": looks}
 
 
 def verdict_of(row) -> str:
     """The verdict word, from the interval alone (NaN bounds: no interval, not tested)."""
     if row.quantity == "test_accuracy":
         return accuracy_verdict(row.ci_low, row.ci_high, row.margin)
-    return speed_verdict(row.ci_low, row.ci_high)
+    return speed_verdict(row.ci_low, row.ci_high, row.speed_margin)

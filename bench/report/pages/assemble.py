@@ -19,7 +19,7 @@ from pandas.api.types import is_numeric_dtype
 
 from bench.figures import misclassified
 from bench.job.redact import redact, without_paths
-from bench.report.numbers import scaling, stats, tables
+from bench.report.numbers import platforms, scaling, stats, tables
 from bench.report.numbers.checklist import checklist
 from bench.report.numbers.collect import ReportError
 from bench.report.numbers.findings import Findings
@@ -59,12 +59,17 @@ EXPECTED = ("config.yaml", "predictions.npz", "figures/learning_curves.png",
             "figures/confusion_matrix.png")  # fmt: skip
 
 
-def missing_artifacts(rows: pd.DataFrame) -> list[str]:
+def one_store(store_label: str | None = None) -> MlflowClient:
+    """The client of the one open store (a selection over several gives its own `client`)."""
+    return MlflowClient()
+
+
+def missing_artifacts(rows: pd.DataFrame, client_for=one_store) -> list[str]:
     """Per finished run, the artifacts every finished run has that the store no longer lists
     (an artifact folder removed after the run ended): "numpy-s0 (predictions.npz)"."""
-    client = MlflowClient()
     found = []
     for r in rows[rows.status == "FINISHED"].sort_values("run_name").itertuples():
+        client = client_for(getattr(r, "store", None))
         try:
             listed = {a.path for folder in (None, "figures")
                       for a in client.list_artifacts(r.run_id, folder)}  # fmt: skip
@@ -75,13 +80,13 @@ def missing_artifacts(rows: pd.DataFrame) -> list[str]:
     return found
 
 
-def load_predictions(rows: pd.DataFrame, tmp: Path) -> dict[str, dict]:
+def load_predictions(rows: pd.DataFrame, tmp: Path, client_for=one_store) -> dict[str, dict]:
     """Per group and seed (lowest first), each implementation's (predicted, labels)."""
-    client = MlflowClient()
     out: dict[str, dict] = {}
     finished = rows[rows.status == "FINISHED"].sort_values("seed", key=pd.to_numeric)
     for (group, impl, seed), g in finished.groupby(["group", "implementation", "seed"], sort=False):
         run_id = g.iloc[0].run_id
+        client = client_for(g.iloc[0].get("store") or None)
         try:
             path = client.download_artifacts(run_id, "predictions.npz", str(tmp / run_id))
         except Exception:  # missing_artifacts names the run
@@ -141,6 +146,8 @@ def write_tables(findings: Findings, runs: pd.DataFrame, out_dir: Path) -> None:
     columns = ["run_id", "run_name", "status"] + sorted(
         c for c in runs.columns if c.startswith(("metrics.", "params.", "tags."))
     )
+    if "store" in runs:  # several stores: which one each run came from ("store 1", never a URI)
+        columns.insert(3, "store")
     runs[columns].to_csv(out_dir / "runs.csv", index=False)
     findings.verdicts[VERDICT_COLUMNS].to_csv(out_dir / "verdicts.csv", index=False)
     findings.summary.to_csv(out_dir / "summary.csv", index=False)
@@ -188,6 +195,7 @@ def build_report(findings: Findings, out_dir: Path, with_paths: bool = False) ->
         front.reproduction_section(finished),
         speed_section(finished, hist, v, out_dir),
         scaling_section(finished, findings.runs, out_dir),
+        platforms_section(finished, findings.runs),
         accuracy_section(finished, v, out_dir),
         time_to_accuracy_section(finished, out_dir),
         Section(
@@ -200,7 +208,7 @@ def build_report(findings: Findings, out_dir: Path, with_paths: bool = False) ->
                 for group, g in finished.groupby("group")
             ],
         ),
-        predictions_section(findings.runs, finished, out_dir, v),
+        predictions_section(findings.runs, finished, out_dir, v, findings.selection.client),
         Section(
             "Fairness check",
             [f"WARNING {preset}: {w}" for preset, w in warnings]
@@ -274,6 +282,40 @@ def scaling_section(rows: pd.DataFrame, runs: pd.DataFrame, out: Path) -> Sectio
     return section
 
 
+def platforms_section(rows: pd.DataFrame, runs: pd.DataFrame) -> Section:
+    """Where runs of one setting ran on several platforms (hosts, CPU or GPU): each
+    implementation's steady epoch on one over the other, as two independent samples (seeds
+    are paired only within a platform), its time to target on each, and where along the batch
+    size one platform overtakes the other."""
+    section = Section("Across hosts and devices")
+    if platforms.platform_names(runs).nunique() < 2:
+        return section
+    table = platforms.across(rows, runs)
+    section.text.append(f"Platforms: {platforms.hosts_line(runs)}. Runs on different "
+                        "platforms are never paired by seed: each ratio below compares two "
+                        "independent samples (Welch's 95% interval on the log times).")  # fmt: skip
+    for _, r in table.iterrows():
+        ratio = f"{r['steady epoch b/a']:.2f}x"
+        if np.isfinite(r["ci low"]):
+            ratio += f" [{r['ci low']:.2f}, {r['ci high']:.2f}]"
+        target = ""
+        if np.isfinite([r["time to target a"], r["time to target b"]]).any():
+            target = (f"; time to target {fmt.seconds(r['time to target b'])} against "
+                      f"{fmt.seconds(r['time to target a'])}")  # fmt: skip
+        section.text.append(
+            f"{r.preset}, {r.implementation}, batch {r.batch}: steady epoch on {r['platform b']} "
+            f"over {r['platform a']}: {ratio}, {r.verdict} ({r['runs b']} and {r['runs a']} "
+            f"runs){target}."
+        )
+    section.text += platforms.overtakes(platforms.per_platform(rows, runs))
+    if not table.empty:
+        shown = table.copy()
+        for column in ("steady epoch b/a", "ci low", "ci high"):
+            shown[column] = shown[column].map(lambda v: f"{v:.3g}")
+        section.tables.append(Table(shown, "b over a: the second platform against the first"))
+    return section
+
+
 def accuracy_section(rows: pd.DataFrame, v: pd.DataFrame, out: Path) -> Section:
     """Each group's accuracy with its 95% interval beside the test set's own 95% noise
     half-width (1.96 binomial s.e. on 10,000 images): the same level everywhere."""
@@ -333,14 +375,15 @@ def time_to_accuracy_section(rows: pd.DataFrame, out: Path) -> Section | None:
 
 
 def predictions_section(
-    runs: pd.DataFrame, rows: pd.DataFrame, out_dir: Path, verdicts: pd.DataFrame
-) -> Section | None:
+    runs: pd.DataFrame, rows: pd.DataFrame, out_dir: Path, verdicts: pd.DataFrame,
+    client_for=one_store,
+) -> Section | None:  # fmt: skip
     """Prediction agreement and McNemar per group over every seed, and the misclassified test
     images of the lowest seed; None where no run's predictions (nor their loss) is there."""
     section = Section("Predictions to look at")
     with tempfile.TemporaryDirectory() as tmp:
-        preds = load_predictions(rows, Path(tmp))
-    lost = missing_artifacts(rows)
+        preds = load_predictions(rows, Path(tmp), client_for)
+    lost = missing_artifacts(rows, client_for)
     if not preds and not lost:
         return None  # nothing to show: no section
     section.text.append(

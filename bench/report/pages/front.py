@@ -10,10 +10,10 @@ import shlex
 import pandas as pd
 
 from bench.job.host import CONTENDED
-from bench.report.numbers import stats
+from bench.report.numbers import platforms, stats
 from bench.report.numbers.collect import what_differs
 from bench.report.numbers.rows import setting_id, setting_numbers
-from bench.report.numbers.stats import NO_DIFFERENCE, NOT_TESTED
+from bench.report.numbers.stats import NOT_TESTED, UNDECIDED
 from bench.report.numbers.tables import PUBLISHED, TOLERANCE, TUTORIAL_DATASET, reproduction
 from bench.report.pages import fmt
 from bench.report.pages.render import Box, Code, Section, Table
@@ -124,6 +124,11 @@ def header_section(runs: pd.DataFrame, label: str, with_places: bool = False) ->
         f"(selection: {label}).",
         f"Host: {', '.join(_tag(runs, 'host')) or '?'}; CPU: {', '.join(_tag(runs, 'cpu_model')) or '?'}"
         f"; device: {', '.join(_tag(runs, 'device_name')) or '?'}; threads: {threads}.",
+        *(
+            [f"Platforms (never paired by seed): {platforms.hosts_line(runs)}."]
+            if platforms.platform_names(runs).nunique() > 1
+            else []
+        ),  # fmt: skip
         f"Commit: {', '.join(c[:12] for c in commits) or 'unknown'} ({state}).",
         f"Dataset: {datasets(runs)}.",
         "Reproduce (one command per preset):",
@@ -341,9 +346,9 @@ def comparison_lines(v: pd.DataFrame, preset_rows: pd.DataFrame) -> list[str]:
         and (rest.reached_a + rest.reached_b == 0).all()
     ):
         lines.append(f"time to target: {NOT_TESTED} for any pair (no run reached the target)")
-    elif (rest.verdict == NO_DIFFERENCE).all():
+    elif (rest.verdict == UNDECIDED).all():
         which = "the other pairs" if len(decided) else "any pair"
-        lines.append(f"time to target: {NO_DIFFERENCE} for {which} (see Time to accuracy)")
+        lines.append(f"time to target: {UNDECIDED} for {which} (see Time to accuracy)")
     else:
         lines += [verdict_sentence(r) for r in rest.itertuples()]
     return lines

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bench.report.numbers.stats import NO_DIFFERENCE, NOT_TESTED
+from bench.report.numbers.stats import NOT_TESTED, SAME_SPEED, UNDECIDED
 
 WORDS = {"epoch_time": "steady epoch", "time_to_target": "time to target"}
 MISSING = {
@@ -40,12 +40,16 @@ def time_sentence(row) -> str:
         return f"{a} {est:.2f}x faster than {b} [{low:.2f}, {high:.2f}] ({seeds})"
     if row.verdict == "slower":
         return f"{b} {1 / est:.2f}x faster than {a} [{1 / high:.2f}, {1 / low:.2f}] ({seeds})"
+    if row.verdict == SAME_SPEED:
+        within = f"within {100 * row.speed_margin:g}%" if hasattr(row, "speed_margin") else ""
+        return (f"{a} vs {b}: {SAME_SPEED} {within} ({est:.2f}x [{low:.2f}, {high:.2f}]; "
+                f"{seeds})").replace("  ", " ")  # fmt: skip
     if np.isnan(est) and row.missing:
         return f"{a} vs {b}, {what}: {note}"
     if np.isnan(low):
         ratio = f"; {est:.2f}x" if not np.isnan(est) else ""
         return f"{a} vs {b}, {what}: {NOT_TESTED} ({note}{ratio})"
-    return f"{a} vs {b}: {NO_DIFFERENCE} ({est:.2f}x [{low:.2f}, {high:.2f}]; {seeds})"
+    return f"{a} vs {b}: {UNDECIDED} ({est:.2f}x [{low:.2f}, {high:.2f}]; {seeds})"
 
 
 def accuracy_sentence(row) -> str:
@@ -69,9 +73,14 @@ def accuracy_sentence(row) -> str:
         note = reason_text(row) or "no interval"
         return f"{a} vs {b}, test accuracy: {NOT_TESTED} ({note}; {est:+.2f} points)"
     return (
-        f"{a} vs {b}, test accuracy: {NO_DIFFERENCE} "
+        f"{a} vs {b}, test accuracy: {UNDECIDED} "
         f"({est:+.2f} [{low:+.2f}, {high:+.2f}] points, {seeds})"
     )
+
+
+def undecided(row) -> str:
+    """ "undecided (5 seeds)": an interval that settles nothing yet, and on how many seeds."""
+    return f"{UNDECIDED} ({row.n} seed{'s' if row.n != 1 else ''})"
 
 
 def reason_text(row) -> str:
@@ -114,7 +123,9 @@ def estimate_text(r) -> str:
 
 def verdict_text(r) -> str:
     """The verdict said of a ("numpy faster"), so no line reads the wrong way round."""
-    if r.verdict in ("equivalent", NO_DIFFERENCE, NOT_TESTED):
+    if r.verdict == UNDECIDED:
+        return undecided(r)
+    if r.verdict in ("equivalent", SAME_SPEED, NOT_TESTED):
         return r.verdict
     return f"{r.a} {r.verdict}"
 
