@@ -48,6 +48,7 @@ def test_the_dry_run_imported_and_reported_beside_this_machine(tmp_path):
     proc = run_documented("make gpu-check DRY_RUN=1", f"OUT={out}", cwd=ROOT, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     files = sorted(p.name for p in out.iterdir())
+    assert not [f for f in files if f.endswith(".lock")]  # only what a user reads
     assert len(files) <= 8 and {"gpu-check.db", "artifacts.tar.gz", "scaling.md",
                                 "budget.md", "log.txt"} <= set(files)  # fmt: skip
     budget = (out / "budget.md").read_text()

@@ -76,6 +76,7 @@ def test_a_small_sequential_sweep_adds_seeds_only_where_undecided(tmp_path):
     assert len(grid["jobs"]) == len(children)  # the added jobs joined the recorded grid
     assert all(r.data.params["sweep.first_seeds"] == "3" for r in children)
     assert "sequential rule: " in proc.stdout  # the verdict table's note says how it ended
+    assert "so that all looks together hold 95%" in proc.stdout  # each look: a wider interval
     again = run_documented("mnist-bench -m +experiment=compare sweep.until_decided=true", *extra,
                            cwd=tmp_path)  # fmt: skip
     assert again.returncode == 0, again.stderr[-3000:]

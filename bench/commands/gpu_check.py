@@ -144,6 +144,8 @@ def check(out: Path, dry_run: bool) -> int:
     (out / "paths.json").write_text(json.dumps({"artifacts": str(artifacts)}))
     for extra in [p for p in out.glob("scaling-*.png") if p.name != "scaling-batch.png"]:
         extra.unlink()  # the batch axis is the GPU's question; its table has the widths too
+    for lock in out.glob("*.lock"):
+        lock.unlink()  # the store's first-use lock: empty, and one of the 8 files otherwise
     files = sorted(p.name for p in out.iterdir())
     print(f"{len(files)} files in {out}: {', '.join(files)}")
     print("\n".join(steps.budget_lines()))

@@ -54,7 +54,7 @@ class SequentialSweeper(BasicSweeper):
             index += len(batch)
             jobs += batch
             record_added(batch, self.config.hydra.job.config_name)
-        record_stop(looks, stop, state)
+        record_stop(looks, stop, state, sweep)
         return returns
 
     def undecided(self) -> dict:
@@ -128,12 +128,15 @@ def record_added(batch, config_name: str) -> None:
     append_grid(SweepEnv.current().parent_run_id, grid_entries(batch, config_name))
 
 
-def record_stop(looks, stop: str, state: dict) -> None:
-    """The parent run says how the rule ended: its looks, each pair's seeds, why it stopped."""
+def record_stop(looks, stop: str, state: dict, sweep) -> None:
+    """The parent run says how the rule ended: its looks, the planned ones (which set every
+    interval's level), each pair's seeds, why it stopped."""
+    from bench.report.numbers.sequential import schedule
     from bench.tracking.store import record_sequential
     from bench.tracking.sweep_env import SweepEnv
 
-    summary = {"looks": looks, "stopped": stop, "seeds": state["seeds"],
+    planned = list(schedule(looks[0], sweep.seed_batch, sweep.max_seeds))
+    summary = {"looks": looks, "planned": planned, "stopped": stop, "seeds": state["seeds"],
                "undecided": sorted(state["undecided_pairs"])}  # fmt: skip
     record_sequential(SweepEnv.current().parent_run_id, summary)
     log.info("sequential: stopped after %d looks (%s)", len(looks), stop)

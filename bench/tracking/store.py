@@ -616,9 +616,9 @@ def record_sequential(parent_id: str, summary: dict) -> None:
     stopped (the `sweep_stop` tag, and the whole summary as an artifact)."""
     client = MlflowClient()
     retrying(client.log_dict, parent_id, summary, SEQUENTIAL_ARTIFACT, what="sequential")
-    looks = ",".join(map(str, summary["looks"]))
-    retrying(client.set_tag, parent_id, "sweep_stop", f"{summary['stopped']} (looks at {looks} seeds)",
-             what="sequential")  # fmt: skip
+    looks, planned = (",".join(map(str, summary[k])) for k in ("looks", "planned"))
+    stop = f"{summary['stopped']} (looks at {looks} seeds, of the planned {planned})"
+    retrying(client.set_tag, parent_id, "sweep_stop", stop, what="sequential")
 
 
 def grid_status(experiment_id: str, parent: Run, grid: dict) -> list[GridJob]:
