@@ -64,6 +64,8 @@ _UNREACHABLE = (  # an MLflow server restarting, overloaded or hung: worth waiti
     "Connection reset",
     "Connection aborted",
     "RemoteDisconnected",
+    "Connection broken",  # killed while sending its answer: IncompleteRead, ChunkedEncodingError
+    "IncompleteRead",
     "Read timed out",
     "ConnectTimeout",
     "502 Server Error",
@@ -297,7 +299,8 @@ def is_unreachable(e: BaseException) -> bool:
     """A tracking server that does not answer now (restarting, hung, overloaded)."""
     import requests
 
-    return isinstance(e, requests.ConnectionError | requests.Timeout) or any(
+    cut_off = requests.ConnectionError | requests.Timeout | requests.exceptions.ChunkedEncodingError
+    return isinstance(e, cut_off) or any(
         s in str(e) for s in _UNREACHABLE
     )
 
