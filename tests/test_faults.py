@@ -12,9 +12,9 @@ import contextlib
 import os
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
-import socket
 import sys
 import threading
 import time

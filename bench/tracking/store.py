@@ -300,9 +300,7 @@ def is_unreachable(e: BaseException) -> bool:
     import requests
 
     cut_off = requests.ConnectionError | requests.Timeout | requests.exceptions.ChunkedEncodingError
-    return isinstance(e, cut_off) or any(
-        s in str(e) for s in _UNREACHABLE
-    )
+    return isinstance(e, cut_off) or any(s in str(e) for s in _UNREACHABLE)
 
 
 @contextlib.contextmanager
