@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 
@@ -28,6 +29,10 @@ if DATA_ROOT is not None:  # before any test module copies the environment for i
 CACHE = tempfile.mkdtemp(prefix="mnist-bench-test-cache-")
 os.environ["MNIST_BENCH_CACHE_DIR"] = CACHE
 os.environ.pop("MLFLOW_TRACKING_URI", None)  # nor a tracking server of the user's
+# The Ctrl-C tests send SIGINT to the commands they start, as a terminal does. A suite started
+# in the background (`cmd &` in a script) inherits SIGINT ignored, and so would every command
+# it starts, which then cannot be interrupted; catching it here gives them the default back.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 # `make test` runs the suite; the `make ...` commands the tests run are typed in a shell, not
 # sub-makes (which print "make[1]: Entering directory" first).
 for name in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS"):
