@@ -63,6 +63,7 @@ def test_a_small_sequential_sweep_adds_seeds_only_where_undecided(tmp_path):
     [parent] = [r for r in runs if r.data.tags.get("sweep_parent") == "true"]
     stop = parent.data.tags["sweep_stop"]
     assert stop.startswith(("every verdict decided", "sweep.max_seeds=5 reached"))
+    assert "of the planned 3,5; every interval at 9" in stop  # each look: a wider interval
     client = MlflowClient()
     summary = json.loads(open(client.download_artifacts(parent.info.run_id, "sequential.json",
                                                         str(tmp_path))).read())  # fmt: skip

@@ -129,14 +129,16 @@ def record_added(batch, config_name: str) -> None:
 
 
 def record_stop(looks, stop: str, state: dict, sweep) -> None:
-    """The parent run says how the rule ended: its looks, the planned ones (which set every
-    interval's level), each pair's seeds, why it stopped."""
-    from bench.report.numbers.sequential import schedule
+    """The parent run says how the rule ended: its looks, the planned ones and the level they
+    set for every interval, each pair's seeds, why it stopped."""
+    from bench.report.numbers.sequential import level_per_look, schedule
+    from bench.report.numbers.stats import LEVEL
     from bench.tracking.store import record_sequential
     from bench.tracking.sweep_env import SweepEnv
 
-    planned = list(schedule(looks[0], sweep.seed_batch, sweep.max_seeds))
-    summary = {"looks": looks, "planned": planned, "stopped": stop, "seeds": state["seeds"],
-               "undecided": sorted(state["undecided_pairs"])}  # fmt: skip
+    planned = schedule(looks[0], sweep.seed_batch, sweep.max_seeds)
+    summary = {"looks": looks, "planned": list(planned), "level": LEVEL,
+               "level_per_look": float(level_per_look(planned)), "stopped": stop,
+               "seeds": state["seeds"], "undecided": sorted(state["undecided_pairs"])}  # fmt: skip
     record_sequential(SweepEnv.current().parent_run_id, summary)
     log.info("sequential: stopped after %d looks (%s)", len(looks), stop)

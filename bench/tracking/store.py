@@ -613,12 +613,15 @@ SEQUENTIAL_ARTIFACT = "sequential.json"
 
 
 def record_sequential(parent_id: str, summary: dict) -> None:
-    """How a sequential sweep ended, on its parent: the looks, each pair's seeds, why it
-    stopped (the `sweep_stop` tag, and the whole summary as an artifact)."""
+    """How a sequential sweep ended, on its parent: the looks, the level of each look's
+    intervals, each pair's seeds, why it stopped (the `sweep_stop` tag, which the report and
+    the audit print, and the whole summary as an artifact)."""
     client = MlflowClient()
     retrying(client.log_dict, parent_id, summary, SEQUENTIAL_ARTIFACT, what="sequential")
     looks, planned = (",".join(map(str, summary[k])) for k in ("looks", "planned"))
-    stop = f"{summary['stopped']} (looks at {looks} seeds, of the planned {planned})"
+    stop = (f"{summary['stopped']} (looks at {looks} seeds, of the planned {planned}; every "
+            f"interval at {summary['level_per_look']:.1%}, so that all looks together hold "
+            f"{summary['level']:.0%})")  # fmt: skip
     retrying(client.set_tag, parent_id, "sweep_stop", stop, what="sequential")
 
 

@@ -4,14 +4,12 @@ from MLflow into pandas."""
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass, field
 
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
 from bench.job.redact import redact
-from bench.report.numbers.stats import LEVEL
 from bench.tracking import store
 
 HISTORY_KEYS = (
@@ -153,16 +151,6 @@ def _select(experiment_id, experiment, sweep_id, filter_string, all_runs) -> Sel
     return Selection(jobs.reset_index(drop=True), label, name, whole_sweep, notes)
 
 
-def per_look(stop: str) -> str:
-    """What the rule's intervals are: each look's wider level, so that all looks hold 95%."""
-    from bench.report.numbers.sequential import level_per_look
-
-    if not (found := re.search(r"planned ([\d,]+)", stop)):
-        return ""
-    level = level_per_look(tuple(int(n) for n in found.group(1).split(",")))
-    return f"; every interval at {level:.1%}, so that all looks together hold {LEVEL:.0%}"
-
-
 def sweep_jobs(
     jobs: pd.DataFrame, experiment_id: str, sweep_id: str
 ) -> tuple[pd.DataFrame, list[str]]:
@@ -175,7 +163,7 @@ def sweep_jobs(
         return own, []
     grid = store.load_grid(parent)
     stop = parent.data.tags.get("sweep_stop")  # a sequential sweep's end: its looks and why
-    sequential = [f"sequential rule: {stop}{per_look(stop)}"] if stop else []
+    sequential = [f"sequential rule: {stop}"] if stop else []
     if grid is None:
         return own, sequential
     grid_jobs = store.grid_status(experiment_id, parent, grid)
